@@ -1,0 +1,36 @@
+# Every install step of the project lives here. `make test` and `make demo` work on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install -q
+
+.PHONY: setup setup-core demo test clean
+
+$(VENV)/.core:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) torch==2.14.1 torchvision==0.29.1 || $(PIP) "torch>=2.1" torchvision
+	$(PIP) -e '.[dev]'
+	touch $@
+
+# OpenMMLab: see ../shared/NOTES-openmmlab.md. mmpose's declared requirements pull chumpy, which
+# does not build in isolation and is never imported, so mmpose goes in without them; xtcocotools is
+# built against the installed numpy.
+$(VENV)/.mm: $(VENV)/.core
+	$(PIP) -e '.[mm,dev]'
+	$(PIP) cython
+	$(PIP) --no-build-isolation --no-binary xtcocotools xtcocotools==1.14.3
+	$(PIP) --no-deps mmpose==1.3.2
+	touch $@
+
+setup-core: $(VENV)/.core
+setup: $(VENV)/.mm
+
+demo: $(VENV)/.core
+	$(PY) -m arsam.demo
+
+test: $(VENV)/.mm
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV)

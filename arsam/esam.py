@@ -1,0 +1,67 @@
+"""ESAM (esam.txt, Algorithm 1): Stochastic Weight Perturbation + Sharpness-sensitive Data Selection."""
+import contextlib
+import math
+
+import torch
+
+from .engine import SharpnessAwareOptimizer, check_arg
+
+
+class ESAM(SharpnessAwareOptimizer):
+    """Efficient SAM.
+
+    SWP (Eq. 6): each parameter *tensor* is chosen with probability β; only chosen tensors get an
+    ascent gradient (the others have ``requires_grad`` off during that pass, which is what saves
+    backward compute: autograd skips their weight-gradient kernels; a per-element mask would
+    give the same expectation but save nothing, and the paper's appendix A.4 selects whole
+    parameter units). ε = m⊙ε̂/β with ε̂ = ρ·g/‖g‖; ‖g‖ is estimated from the chosen tensors as
+    ‖m⊙g‖/√β (unbiased for ‖g‖², since only they are computed), so ε = ρ·m⊙g/(√β·‖m⊙g‖).
+
+    SDS (Eq. 7): a no-grad forward at w+ε gives each sample's loss increase
+    ℓ(w+ε) - ℓ(w); the update gradient is taken at w+ε on the γ fraction of the batch whose
+    loss increases most (B+).
+
+    With β = 1 and γ = 1 this is SAM. Per-sample losses are needed when γ < 1.
+    Buffers: 1 weight-sized (the copy of w).
+    """
+
+    def __init__(self, params, base_optimizer, rho=0.05, beta=0.6, gamma=0.5, **kwargs):
+        check_arg("beta", beta, isinstance(beta, (int, float)) and 0 < beta <= 1, "in (0, 1]")
+        check_arg("gamma", gamma, isinstance(gamma, (int, float)) and 0 <= gamma <= 1,
+                  "in [0, 1]")
+        super().__init__(params, base_optimizer, rho, **kwargs)
+        self.beta, self.gamma = beta, gamma
+
+    def _gradient(self, closure):
+        select = self.gamma < 1
+        with self._swp():
+            loss_w = self._pass(closure, per_sample=select, ascent=True)
+        self._perturb(norm=self._grad_norm() / math.sqrt(self.beta), scale=1.0 / self.beta)
+        indices = None
+        if select:
+            n = len(loss_w)
+            k = max(1, int(round(self.gamma * n)))
+            if k < n:
+                loss_eps = self._pass(closure, backward=False, per_sample=True)
+                indices = (loss_eps - loss_w).topk(k).indices  # B+: largest loss increase
+        self._pass(closure, indices)
+        self._restore()
+        return loss_w.mean()
+
+    @contextlib.contextmanager
+    def _swp(self):
+        """Turn ``requires_grad`` off for the tensors not chosen (Bernoulli(β), at least one)."""
+        params = [p for p in self._params() if p.requires_grad]
+        off = []
+        if self.beta < 1 and params:
+            chosen = torch.rand(len(params), generator=self.generator) < self.beta
+            if not chosen.any():
+                chosen[torch.randint(len(params), (1,), generator=self.generator)] = True
+            off = [p for p, c in zip(params, chosen.tolist()) if not c]
+        for p in off:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in off:
+                p.requires_grad_(True)
