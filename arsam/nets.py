@@ -1,0 +1,81 @@
+"""Classification networks of the papers' experiments, in plain PyTorch over torchvision.
+
+CIFAR variants replace the ImageNet stem (7x7/2 conv + max-pool) by a 3x3/1 conv, as in the SAM,
+ESAM and vSAM experiments. torchvision is imported lazily.
+"""
+from torch import nn
+
+
+def cifar_resnet18(num_classes=10):
+    """ResNet-18 with the CIFAR stem (3x3 conv, stride 1, no max-pool)."""
+    from torchvision.models import resnet18
+    model = resnet18(num_classes=num_classes)
+    model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    model.maxpool = nn.Identity()
+    return model
+
+
+def mobilenet_v2_cifar(num_classes=10, width_mult=1.0):
+    """MobileNetV2 with CIFAR strides: the stem and the first stride-2 stage run at stride 1."""
+    from torchvision.models import mobilenet_v2
+    model = mobilenet_v2(num_classes=num_classes, width_mult=width_mult)
+    model.features[0][0].stride = (1, 1)
+    model.features[2].conv[1][0].stride = (1, 1)
+    return model
+
+
+def resnet50(num_classes=1000):
+    """torchvision's ResNet-50 (ImageNet)."""
+    from torchvision.models import resnet50 as build
+    return build(num_classes=num_classes)
+
+
+class _WideBasic(nn.Module):
+    def __init__(self, cin, cout, stride, dropout):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(cout), nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.dropout = nn.Dropout(dropout)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = (nn.Identity() if stride == 1 and cin == cout
+                         else nn.Conv2d(cin, cout, 1, stride, bias=False))
+
+    def forward(self, x):
+        o = self.relu(self.bn1(x))
+        y = self.conv1(o)
+        y = self.conv2(self.dropout(self.relu(self.bn2(y))))
+        return y + self.shortcut(o if not isinstance(self.shortcut, nn.Identity) else x)
+
+
+def wide_resnet(depth=28, widen=10, num_classes=10, dropout=0.0):
+    """WideResNet-depth-widen (Zagoruyko & Komodakis, 2016), pre-activation blocks."""
+    if (depth - 4) % 6:
+        raise ValueError(f"depth must be 6n+4, got {depth}")
+    n, widths = (depth - 4) // 6, [16, 16 * widen, 32 * widen, 64 * widen]
+    layers, cin = [nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)], widths[0]
+    for stage, cout in enumerate(widths[1:]):
+        for b in range(n):
+            layers.append(_WideBasic(cin, cout, 2 if stage and not b else 1, dropout))
+            cin = cout
+    layers += [nn.BatchNorm2d(cin), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+               nn.Linear(cin, num_classes)]
+    return nn.Sequential(*layers)
+
+
+class SmallCNN(nn.Module):
+    """A tiny conv net with BatchNorm for 8x8 digits and tests."""
+
+    def __init__(self, num_classes=10, in_channels=1, width=16):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True), nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(2 * width), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(2 * width, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+
+NETS = {"cifar_resnet18": cifar_resnet18, "mobilenet_v2_cifar": mobilenet_v2_cifar,
+        "resnet50": resnet50, "wide_resnet": wide_resnet, "small_cnn": SmallCNN}
