@@ -169,3 +169,17 @@ def test_k_larger_than_the_batch():
     with pytest.raises(ValueError, match=r"k1 must be at most the batch size \(4\), got 8"):
         opt.step(lambda indices=None: (w[0] ** 2).sum() + torch.zeros(4))
     assert opt.iteration == 0
+
+
+@pytest.mark.parametrize("name", ["SAM", "VSAM"])
+def test_deepcopy_of_model_and_optimizer_trains_identically(name):
+    model = net()
+    opt = make(name, model)
+    opt.step(closure_for(model, *data(0)))
+    model2, opt2 = copy.deepcopy((model, opt))
+    assert opt2.model is model2 and opt2.param_groups is opt2.base_optimizer.param_groups
+    for s in range(1, 4):
+        opt.step(closure_for(model, *data(s)))
+        opt2.step(closure_for(model2, *data(s)))
+    for p, q in zip(model.parameters(), model2.parameters()):
+        torch.testing.assert_close(q, p, rtol=0, atol=0)
