@@ -80,7 +80,7 @@ def make_runner(work_dir, model, optim_wrapper, max_iters=4, data=None, **kwargs
     cfg = dict(
         model=model, work_dir=str(work_dir), experiment_name=uuid.uuid4().hex,
         train_dataloader=dict(dataset=data or TinyData(), batch_size=BATCH, num_workers=0,
-                              sampler=dict(type="DefaultSampler", shuffle=False),
+                              sampler=dict(type="InfiniteSampler", shuffle=False),
                               collate_fn=dict(type="default_collate")),
         train_cfg=dict(by_epoch=False, max_iters=max_iters), optim_wrapper=optim_wrapper,
         default_hooks=dict(logger=dict(type="LoggerHook", interval=1),
@@ -90,11 +90,12 @@ def make_runner(work_dir, model, optim_wrapper, max_iters=4, data=None, **kwargs
     return Runner(**cfg)
 
 
-def reference(model, core_class, steps, data=None, lr=0.1, between=None, **kwargs):
+def reference(model, core_class, steps, data=None, lr=0.1, between=None, clip=None,
+              amp_dtype=None, **kwargs):
     """Train a copy of ``model`` with the core optimizer alone on the Runner's batches.
 
-    ``between(opt, step)`` runs before each step (schedules); returns the model and the
-    per-step stats.
+    ``between(opt, step)`` runs before each step (schedules); ``clip`` is a max gradient norm;
+    ``amp_dtype`` autocasts each forward. Returns the model and the per-step stats.
     """
     model = copy.deepcopy(model).train()
     data = data or TinyData()
@@ -106,10 +107,14 @@ def reference(model, core_class, steps, data=None, lr=0.1, between=None, **kwarg
 
         def closure(indices=None):
             xb, yb = (x, y) if indices is None else (x[indices], y[indices])
-            return F.cross_entropy(model.logits(xb), yb, reduction="none")
+            with torch.autocast("cpu", dtype=amp_dtype, enabled=amp_dtype is not None):
+                return F.cross_entropy(model.logits(xb), yb, reduction="none")
         if between is not None:
             between(opt, it)
-        opt.step(closure)
+        opt.compute_gradient(closure)
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.base_optimizer.step()
         stats.append(dict(opt.stats))
     return model, stats
 

@@ -20,6 +20,7 @@ of its backward. The algorithms live in the core alone; each registered wrapper 
 import contextlib
 import functools
 import inspect
+import math
 
 import torch
 from mmengine.device import get_device
@@ -57,7 +58,8 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
 
     ``.optimizer`` is the core (its ``param_groups`` are the base optimizer's, so parameter
     schedulers reach the base); ``state_dict`` carries its full state and the loss scaler's.
-    Per step the core's ``stats`` are logged as ``train/<key>`` scalars.
+    Per step the core's ``stats`` are logged as ``train/<key>`` scalars (log and visualizer
+    backends); a statistic undefined at a step after being logged reads NaN (vSAM's sgd_norm).
     """
 
     core_class = None
@@ -120,9 +122,10 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
                 f"inside optim_context(model) (as BaseModel.train_step does), got {len(calls)}")
         self._inner_count += 1
         self.optimizer.compute_gradient(self._closure(loss, *calls[0]))
-        for key, value in self.optimizer.stats.items():
-            if value is not None:
-                self.message_hub.update_scalar(f"train/{key}", float(value))
+        for key, value in self.optimizer.stats.items():  # undefined now but logged before: NaN
+            if value is not None or f"train/{key}" in self.message_hub.log_scalars:
+                self.message_hub.update_scalar(f"train/{key}", math.nan if value is None
+                                               else float(value))
         self.step(**(step_kwargs or {}))
         self.zero_grad(**(zero_kwargs or {}))
 
