@@ -31,8 +31,7 @@ def install():
     except ImportError:
         return  # no mmcv at all
     module = types.ModuleType("mmcv._ext", __doc__)
-    # a spec without a loader: importlib/pkgutil look-ups (e.g. mmengine's mmcv_full_available,
-    # called by Runner.wrap_model) see a module that is present but not a compiled extension
+    # a spec without a loader: mmengine's mmcv_full_available() (pkgutil.find_loader) says False
     module.__spec__ = importlib.machinery.ModuleSpec("mmcv._ext", None)
     module.__getattr__ = _getattr
     sys.modules["mmcv._ext"] = module
