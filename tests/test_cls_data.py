@@ -1,4 +1,4 @@
-"""Digits split and label noise, Cutout, dataset path errors, ImageNet folder, Accuracy."""
+"""Digits dataset split and label noise, Cutout, dataset path errors, ImageNet folder, Accuracy."""
 import os
 
 import numpy as np
@@ -6,55 +6,45 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from arsam.mmlab.classification import (CIFAR10, CIFAR100, Accuracy, Digits, ImageNetFolder,
-                                        load_digits_split, symmetric_label_noise)
+from arsam.mmlab.classification import CIFAR10, CIFAR100, Accuracy, Digits, ImageNetFolder
 from arsam.mmlab.classification.datasets import Cutout
 
 
 def test_digits_split_is_a_fixed_partition():
     images, labels = load_digits(return_X_y=True)
-    train_x, train_y = load_digits_split("train")
-    test_x, test_y = load_digits_split("test")
-    assert train_x.shape == (1437, 1, 8, 8) and test_x.shape == (360, 1, 8, 8)
-    assert train_x.dtype == np.float32 and train_y.dtype == np.int64
-    # together the splits are the 1797 images, each exactly once, with their labels
-    order = np.random.default_rng(0).permutation(1797)
-    np.testing.assert_array_equal(np.concatenate([train_x, test_x]).reshape(1797, 64),
-                                  images[order])
-    np.testing.assert_array_equal(np.concatenate([train_y, test_y]), labels[order])
-    np.testing.assert_array_equal(load_digits_split("train")[1], train_y)  # deterministic
-    assert not np.array_equal(load_digits_split("train", seed=1)[1], train_y)
-    assert load_digits_split("test", test_size=100)[0].shape == (100, 1, 8, 8)
-    with pytest.raises(ValueError, match=r"split must be 'train' or 'test', got 'val'"):
-        load_digits_split("val")
-    with pytest.raises(ValueError, match=r"test_size must be an int in \[1, 1796\], got 1797"):
-        load_digits_split("test", test_size=1797)
-
-
-def test_symmetric_label_noise_flips_exactly_the_fraction():
-    labels = np.arange(1000) % 10
-    noisy = symmetric_label_noise(labels, 0.25, seed=3)
-    assert (noisy != labels).sum() == 250          # every chosen label changes class
-    assert noisy.min() >= 0 and noisy.max() <= 9
-    np.testing.assert_array_equal(noisy, symmetric_label_noise(labels, 0.25, seed=3))
-    assert not np.array_equal(noisy, symmetric_label_noise(labels, 0.25, seed=4))
-    np.testing.assert_array_equal(labels, np.arange(1000) % 10)  # input untouched
-    # the wrong labels spread over the 9 other classes
-    assert len(np.unique((noisy - labels)[noisy != labels] % 10)) == 9
-    with pytest.raises(ValueError, match=r"fraction must be in \[0, 1\], got 1.5"):
-        symmetric_label_noise(labels, 1.5)
-
-
-def test_digits_dataset_items_and_noise():
-    train = Digits(label_noise=0.2, noise_seed=1)
-    clean_x, clean_y = load_digits_split("train")
-    assert len(train) == 1437 and len(Digits("test")) == 360
-    assert (train.labels.numpy() != clean_y).sum() == round(0.2 * 1437)
+    train, test = Digits("train"), Digits("test")
+    assert train.images.shape == (1437, 1, 8, 8) and test.images.shape == (360, 1, 8, 8)
+    assert train.images.dtype == torch.float32 and train.labels.dtype == torch.int64
+    # together the splits hold each of the 1797 (image, label) pairs once, scaled to [0, 1]
+    ours = torch.cat([torch.cat([d.images.reshape(-1, 64) * 16, d.labels[:, None]], 1)
+                      for d in (train, test)]).numpy()
+    theirs = np.concatenate([images, labels[:, None]], 1)
+    np.testing.assert_array_equal(ours[np.lexsort(ours.T)], theirs[np.lexsort(theirs.T)])
+    torch.testing.assert_close(Digits("train").images, train.images, rtol=0, atol=0)
+    assert not torch.equal(Digits("train", seed=1).labels, train.labels)
+    assert len(Digits("test", test_size=100)) == 100
     item = train[5]
-    torch.testing.assert_close(item["inputs"], torch.from_numpy(clean_x[5]), rtol=0, atol=0)
+    assert torch.equal(item["inputs"], train.images[5])
     assert item["data_samples"] == int(train.labels[5])
-    with pytest.raises(ValueError, match="label_noise must be 0 for the test split"):
+    with pytest.raises(ValueError, match=r"split must be 'train' or 'test', got 'val'"):
+        Digits("val")
+
+
+def test_digits_label_noise_flips_exactly_the_fraction():
+    clean, noisy = Digits(), Digits(label_noise=0.2)
+    changed = clean.labels != noisy.labels
+    assert changed.sum() == round(0.2 * 1437)     # every chosen label changes class
+    assert torch.equal(clean.images, noisy.images)
+    assert noisy.labels.min() >= 0 and noisy.labels.max() <= 9
+    assert len(((noisy.labels - clean.labels)[changed] % 10).unique()) == 9  # spread over classes
+    assert torch.equal(Digits(label_noise=0.2).labels, noisy.labels)   # deterministic
+    assert not torch.equal(Digits(label_noise=0.2, seed=1).labels, Digits(seed=1).labels)
+    assert torch.equal(Digits("test").labels, Digits("test", seed=0).labels)
+    with pytest.raises(ValueError, match=r"label_noise must be in \[0, 1\), and 0 for the test "
+                       r"split \(noise applies to training labels only\), got 0.1"):
         Digits("test", label_noise=0.1)
+    with pytest.raises(ValueError, match=r"label_noise must be in \[0, 1\).*got 1.0"):
+        Digits(label_noise=1.0)
 
 
 def test_cutout_square_clipped_at_borders():

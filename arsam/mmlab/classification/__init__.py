@@ -4,9 +4,7 @@ Importing this package registers ``ImageClassifier`` (root MODELS), ``CIFAR10``,
 ``ImageNetFolder``, ``Digits`` (root DATASETS) and ``Accuracy`` (root METRICS).
 """
 from .datasets import CIFAR10, CIFAR100, Digits, ImageNetFolder
-from .digits import load_digits_split, symmetric_label_noise
 from .metric import Accuracy
 from .model import ImageClassifier
 
-__all__ = ["ImageClassifier", "CIFAR10", "CIFAR100", "ImageNetFolder", "Digits", "Accuracy",
-           "load_digits_split", "symmetric_label_noise"]
+__all__ = ["ImageClassifier", "CIFAR10", "CIFAR100", "ImageNetFolder", "Digits", "Accuracy"]

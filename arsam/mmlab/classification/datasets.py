@@ -1,7 +1,7 @@
 """Classification datasets in mmengine's root DATASETS registry.
 
 Each item is ``dict(inputs=Tensor[C, H, W], data_samples=int label)``: images stay in pixel units
-(uint8 for CIFAR/ImageNet, 0..16 floats for digits) and the model's data preprocessor normalizes
+(uint8 for CIFAR/ImageNet, floats in [0, 1] for digits) and the model's data preprocessor normalizes
 them. Use ``collate_fn=dict(type='default_collate')`` so a batch's data samples are a label tensor.
 Nothing is downloaded unless ``download=True`` (CIFAR).
 """
@@ -11,8 +11,8 @@ import torch
 from mmengine.registry import DATASETS
 from torch.utils.data import Dataset
 
+from ...digits import load_digits_split
 from ...engine import check_arg
-from .digits import load_digits_split, symmetric_label_noise
 
 
 class Cutout:
@@ -120,16 +120,17 @@ class ImageNetFolder(_ImageDataset):
 
 @DATASETS.register_module()
 class Digits(Dataset):
-    """scikit-learn's digits, offline: 1437 train / 360 test 8x8 images (see
-    :func:`load_digits_split`); ``label_noise`` flips that fraction of train labels."""
+    """scikit-learn's digits, offline, split by :func:`arsam.digits.load_digits_split`: 1437 train
+    / 360 test 8x8 images in [0, 1]; ``label_noise`` gives that fraction of the train labels
+    another class (symmetric label noise)."""
 
-    def __init__(self, split="train", test_size=360, seed=0, label_noise=0.0, noise_seed=0):
-        images, labels = load_digits_split(split, test_size, seed)
-        if label_noise:
-            check_arg("label_noise", label_noise, split == "train",
-                      "0 for the test split (noise applies to training labels only)")
-            labels = symmetric_label_noise(labels, label_noise, seed=noise_seed)
-        self.images, self.labels = torch.from_numpy(images), torch.from_numpy(labels)
+    def __init__(self, split="train", test_size=360, seed=0, label_noise=0.0):
+        _check_split(split, ("train", "test"))
+        check_arg("label_noise", label_noise, isinstance(label_noise, (int, float)) and (
+            0 <= label_noise < 1 and (split == "train" or not label_noise)),
+            "in [0, 1), and 0 for the test split (noise applies to training labels only)")
+        x_train, y_train, x_test, y_test = load_digits_split(test_size, seed, label_noise)
+        self.images, self.labels = (x_train, y_train) if split == "train" else (x_test, y_test)
         self.metainfo = dict(classes=tuple(str(c) for c in range(10)))
 
     def __len__(self):
