@@ -31,8 +31,7 @@ def install():
     except ImportError:
         return  # no mmcv at all
     module = types.ModuleType("mmcv._ext", __doc__)
-    # A spec without a loader: importlib/pkgutil lookups (mmengine's mmcv_full_available) then
-    # report "no compiled mmcv" instead of failing on a missing __spec__.
+    # a spec without a loader: mmengine's mmcv_full_available() (pkgutil.find_loader) says False
     module.__spec__ = importlib.machinery.ModuleSpec("mmcv._ext", None)
     module.__getattr__ = _getattr
     sys.modules["mmcv._ext"] = module
