@@ -4,9 +4,10 @@
                 [--launcher none|pytorch]
 
 The Runner logs progress and ETA every ``default_hooks.logger.interval`` iterations.
+Checkpoints (``--resume``, ``load_from``) load under torch>=2.6 through the trusted local loader
+that importing :mod:`arsam.mmlab` installs (:mod:`arsam.mmlab.checkpoint`).
 """
 import argparse
-import contextlib
 import os
 import os.path as osp
 
@@ -51,30 +52,13 @@ def build_config(args):
     return cfg
 
 
-@contextlib.contextmanager
-def full_checkpoint_loading():
-    """torch>=2.6 loads with weights_only=True, which rejects the non-tensor state mmengine
-    stores in checkpoints (message hub, HistoryBuffer): load them fully unless the user chose
-    with TORCH_FORCE_(NO_)WEIGHTS_ONLY_LOAD. Only load checkpoints you trust."""
-    keys = ("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_WEIGHTS_ONLY_LOAD")
-    if any(k in os.environ for k in keys):
-        yield
-        return
-    os.environ[keys[0]] = "1"
-    try:
-        yield
-    finally:
-        os.environ.pop(keys[0], None)
-
-
 def main(argv=None):
     """Entry point of ``arsam-train``; returns the trained Runner."""
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     cfg = build_config(parse_args(argv))
-    with full_checkpoint_loading():
-        runner = (Runner.from_cfg(cfg) if "runner_type" not in cfg else RUNNERS.build(cfg))
-        runner.train()
+    runner = Runner.from_cfg(cfg) if "runner_type" not in cfg else RUNNERS.build(cfg)
+    runner.train()
     return runner
 
 
