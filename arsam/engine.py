@@ -283,6 +283,9 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         self.generator.set_state(own["generator"])
         self._load_extra_state(own)
 
+    def __getstate__(self):  # torch's keeps only defaults/state/param_groups
+        return self.__dict__.copy()
+
     def _extra_state(self):
         return {}
 
