@@ -93,6 +93,8 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
 
     #: per-parameter state entries carried by ``state_dict``
     persistent = ()
+    #: whether the closure must return per-sample losses (integrations check it before training)
+    needs_per_sample_losses = False
 
     def __init__(self, params, base_optimizer, rho=0.05, *, adaptive=False, model=None, seed=0,
                  **kwargs):

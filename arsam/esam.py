@@ -32,6 +32,10 @@ class ESAM(SharpnessAwareOptimizer):
         super().__init__(params, base_optimizer, rho, **kwargs)
         self.beta, self.gamma = beta, gamma
 
+    @property
+    def needs_per_sample_losses(self):
+        return self.gamma < 1
+
     def _gradient(self, closure):
         select = self.gamma < 1
         with self._swp():

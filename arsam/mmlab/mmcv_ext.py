@@ -6,6 +6,7 @@ raise NotImplementedError when called, so pure-PyTorch models (FCN, DeepLabV3+, 
 heatmap pose models) import and train, and only compiled kernels fail, loudly, if used.
 With a full mmcv build the real extension is used and nothing is installed.
 """
+import importlib.machinery
 import importlib.util
 import sys
 import types
@@ -30,6 +31,8 @@ def install():
     except ImportError:
         return  # no mmcv at all
     module = types.ModuleType("mmcv._ext", __doc__)
+    # a spec without a loader: mmengine's mmcv_full_available() (pkgutil.find_loader) says False
+    module.__spec__ = importlib.machinery.ModuleSpec("mmcv._ext", None)
     module.__getattr__ = _getattr
     sys.modules["mmcv._ext"] = module
 

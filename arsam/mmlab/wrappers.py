@@ -1,1 +1,271 @@
+"""mmengine optim wrappers: one adapter from mmengine's ``train_step`` to the core optimizers.
 
+``BaseModel.train_step`` runs one forward inside ``optim_context(model)`` and hands the parsed
+loss to ``update_params``; it never shows the batch to the wrapper. So ``optim_context`` records,
+by a forward pre-hook, the arguments of the model's forward call (the data preprocessor's output)
+and ``update_params`` builds the core's closure from them:
+
+* the core's first pass at w on the whole batch *is* the forward train_step already ran (its loss
+  is returned, no second forward), unless the core needs per-sample losses or changed which
+  parameters require gradients (ESAM's SWP) since, then it is replayed;
+* every other pass replays the recorded call (``indices``: inputs and data samples sliced), under
+  the wrapper's autocast, with BatchNorm statistics frozen (train_step's forward updated them once);
+* per-sample losses come from the model's per-sample protocol (per_sample.py).
+
+Under DDP the recorded forward runs in ``no_sync``; replays go through the DDP module, with
+``no_sync`` on the core's ascent passes (per-replica ascent, SAM paper) unless ``sync_ascent``;
+a reused first pass whose gradient must be synchronized is all-reduced by the wrapper at the end
+of its backward. The algorithms live in the core alone; each registered wrapper only names one.
+"""
+import contextlib
+import functools
+import inspect
+import math
+
+import torch
+from mmengine.device import get_device
+from mmengine.dist import all_reduce_params
+from mmengine.model import is_model_wrapper
+from mmengine.optim import OptimWrapper
+from mmengine.registry import OPTIM_WRAPPERS
+from mmengine.runner.amp import autocast
+from torch.nn.parallel import DistributedDataParallel
+
+from ..engine import check_arg, frozen_bn_stats
+from ..esam import ESAM
+from ..ksam import KSAM
+from ..periodic import PeriodicSAM
+from ..reuse import ARSAM, VSAM
+from ..sam import SAM
+from .per_sample import find_per_sample_loss
+
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+class SharpnessAwareOptimWrapper(OptimWrapper):
+    """mmengine OptimWrapper around a core optimizer (``core_class``) built on ``optimizer``.
+
+    Args:
+        optimizer: the base optimizer built by mmengine's constructor (paramwise_cfg applied).
+        accumulative_counts: must be 1: a sharpness-aware step needs all its passes on one batch
+            (accumulate with a larger batch instead).
+        clip_grad: as mmengine's, applied to the final update gradient (unscaled first).
+        dtype: autocast dtype for every pass ('float16', 'bfloat16', ...); None: no autocast.
+        loss_scale: None (no scaling), 'dynamic', a float (static scale) or GradScaler kwargs;
+            the core scales each backward and keeps its own buffers unscaled.
+        sync_ascent: all-reduce the ascent gradient under DDP (default: per replica).
+        **core_kwargs: the core optimizer's arguments (rho, alpha, gamma, k1, ...).
+
+    ``.optimizer`` is the core (its ``param_groups`` are the base optimizer's, so parameter
+    schedulers reach the base); ``state_dict`` carries its full state and the loss scaler's.
+    Per step the core's ``stats`` are logged as ``train/<key>`` scalars (log and visualizer
+    backends); a statistic undefined at a step after being logged reads NaN (vSAM's sgd_norm).
+    """
+
+    core_class = None
+
+    def __init__(self, optimizer, accumulative_counts=1, clip_grad=None, dtype=None,
+                 loss_scale=None, sync_ascent=False, **core_kwargs):
+        name = type(self).__name__
+        check_arg("accumulative_counts", accumulative_counts, accumulative_counts == 1,
+                  f"1 for {name} (every pass of a sharpness-aware step needs the same batch; "
+                  "use a larger batch instead of accumulation)")
+        check_arg("dtype", dtype, dtype is None or dtype in DTYPES or isinstance(dtype, torch.dtype),
+                  f"None, a torch.dtype or one of {DTYPES}")
+        check_arg("loss_scale", loss_scale, loss_scale in (None, "dynamic") or isinstance(
+            loss_scale, dict) or (isinstance(loss_scale, (int, float)) and loss_scale > 0),
+                  "None, 'dynamic', a number > 0 or a dict of GradScaler arguments")
+        check_arg("sync_ascent", sync_ascent, isinstance(sync_ascent, bool), "a bool")
+        core = self.core_class(None, base_optimizer=optimizer, **core_kwargs)
+        super().__init__(core, clip_grad=clip_grad)
+        self.cast_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        self._static_scale = loss_scale if isinstance(loss_scale, (int, float)) else None
+        if loss_scale is not None:
+            kwargs = loss_scale if isinstance(loss_scale, dict) else (
+                {} if loss_scale == "dynamic" else dict(init_scale=float(loss_scale)))
+            core.loss_scaler = torch.amp.GradScaler(get_device(), **kwargs)
+        core.ascent_context = self._ascent_context
+        self.sync_ascent = sync_ascent
+        self._model = None     # the model given to optim_context (DDP or not)
+        self._calls = []       # recorded (args, kwargs, requires_grad flags) of its forward
+        self._in_ascent = False
+
+    @property
+    def loss_scaler(self):
+        return self.optimizer.loss_scaler
+
+    # ----------------------------------------------------------------------------- mmengine API
+    @contextlib.contextmanager
+    def optim_context(self, model):
+        """Record ``model``'s forward call (run under autocast, and ``no_sync`` under DDP)."""
+        module = model.module if is_model_wrapper(model) else model
+        if self.optimizer.needs_per_sample_losses and find_per_sample_loss(module) is None:
+            raise TypeError(
+                f"{type(self).__name__} needs per-sample losses but {type(module).__name__} "
+                "provides none: give it a method loss_per_sample(inputs, data_samples) or "
+                "register one with arsam.mmlab.per_sample.register_per_sample_loss")
+        self.optimizer.model = module  # BatchNorm: statistics from the step's first pass only
+        self._model, self._calls = model, []
+        handle = model.register_forward_pre_hook(self._record, with_kwargs=True)
+        try:
+            with self._no_sync(model), self._autocast():
+                yield
+        finally:
+            handle.remove()
+
+    def update_params(self, loss, step_kwargs=None, zero_kwargs=None):
+        """One sharpness-aware step; ``loss`` is the recorded forward's, reused as first pass."""
+        calls, self._calls = self._calls, []
+        if len(calls) != 1:
+            raise RuntimeError(
+                f"{type(self).__name__}.update_params needs exactly one forward of the model "
+                f"inside optim_context(model) (as BaseModel.train_step does), got {len(calls)}")
+        self._inner_count += 1
+        self.optimizer.compute_gradient(self._closure(loss, *calls[0]))
+        for key, value in self.optimizer.stats.items():  # undefined now but logged before: NaN
+            if value is not None or f"train/{key}" in self.message_hub.log_scalars:
+                self.message_hub.update_scalar(f"train/{key}", math.nan if value is None
+                                               else float(value))
+        self.step(**(step_kwargs or {}))
+        self.zero_grad(**(zero_kwargs or {}))
+
+    def backward(self, loss, **kwargs):
+        raise RuntimeError(f"{type(self).__name__} runs every backward itself: call "
+                           "update_params(loss) after the forward inside optim_context(model)")
+
+    def step(self, **kwargs):
+        """Clip the update gradient (unscaled) and step the base optimizer."""
+        base, scaler = self.optimizer.base_optimizer, self.optimizer.loss_scaler
+        if self.clip_grad_kwargs:
+            if scaler is not None:
+                scaler.unscale_(base)
+            self._clip_grad()
+        if scaler is None:
+            base.step(**kwargs)
+        else:
+            scaler.step(base, **kwargs)
+            scaler.update(self._static_scale)
+
+    def state_dict(self):
+        state = super().state_dict()
+        if self.loss_scaler is not None:
+            state["loss_scaler"] = self.loss_scaler.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict):
+        state_dict = dict(state_dict)
+        scaler_state = state_dict.pop("loss_scaler", None)
+        if scaler_state is not None and self.loss_scaler is not None:
+            self.loss_scaler.load_state_dict(scaler_state)
+        super().load_state_dict(state_dict)
+
+    # ----------------------------------------------------------------------------- the closure
+    def _record(self, module, args, kwargs):
+        self._calls.append((args, kwargs, self._grad_flags()))
+
+    def _grad_flags(self):
+        return [p.requires_grad for p in self.optimizer._params()]
+
+    def _closure(self, loss, args, kwargs, grad_flags):
+        """The core's ``closure(indices=None)`` over the recorded call."""
+        model = self._model
+        module = model.module if is_model_wrapper(model) else model
+        per_sample = self.optimizer.needs_per_sample_losses
+        first = True
+
+        def closure(indices=None):
+            nonlocal first
+            reuse = first and not per_sample and indices is None and self._grad_flags() == grad_flags
+            first = False
+            if reuse:
+                if self._is_ddp(model) and (self.sync_ascent or not self._in_ascent):
+                    loss.register_hook(self._all_reduce_after_backward)
+                return loss
+            with self._autocast(), frozen_bn_stats(module):
+                if indices is None and not per_sample:
+                    return module.parse_losses(model(*args, **kwargs))[0]
+                return self._per_sample_losses(model, module, args, kwargs, indices)
+
+        return closure
+
+    @staticmethod
+    def _per_sample_losses(model, module, args, kwargs, indices):
+        """Per-sample losses of the recorded batch (or of ``indices``), through ``model`` so
+        that DDP prepares its gradient synchronization as for any forward."""
+        bound = inspect.signature(module.forward).bind(*args, **kwargs).arguments
+        if "inputs" not in bound:
+            raise TypeError(f"{type(module).__name__}.forward was called without 'inputs'; the "
+                            "per-sample loss protocol needs forward(inputs, data_samples, mode)")
+        inputs, data_samples = bound["inputs"], bound.get("data_samples")
+        if indices is not None:
+            inputs, data_samples = take(inputs, indices), take(data_samples, indices)
+        fn = find_per_sample_loss(module)
+        if model is module:
+            return fn(module, inputs, data_samples)
+        module.forward = functools.partial(fn, module)  # DDP calls module(inputs, data_samples)
+        try:
+            return model(inputs, data_samples)
+        finally:
+            del module.forward
+
+    # ----------------------------------------------------------------------------- contexts
+    def _autocast(self):
+        return contextlib.nullcontext() if self.cast_dtype is None else autocast(
+            dtype=self.cast_dtype)
+
+    @staticmethod
+    def _is_ddp(model):
+        return isinstance(model, DistributedDataParallel)
+
+    def _no_sync(self, model):
+        return model.no_sync() if self._is_ddp(model) else contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def _ascent_context(self):
+        """The core's ascent passes: per-replica gradient under DDP unless ``sync_ascent``."""
+        self._in_ascent = True
+        try:
+            with contextlib.nullcontext() if self.sync_ascent else self._no_sync(self._model):
+                yield
+        finally:
+            self._in_ascent = False
+
+    def _all_reduce_after_backward(self, grad):
+        """Tensor hook: average the gradients over ranks once this backward has finished."""
+        torch.autograd.Variable._execution_engine.queue_callback(
+            lambda: all_reduce_params([p.grad for p in self.optimizer._params()
+                                       if p.grad is not None], op="mean"))
+        return grad
+
+
+def take(data, indices):
+    """The samples at ``indices`` of batched ``data``: a tensor, a list/tuple of per-sample
+    items (data samples), a dict of those, or None."""
+    if data is None:
+        return None
+    if torch.is_tensor(data):
+        return data[indices.to(data.device)]
+    if isinstance(data, (list, tuple)):
+        return type(data)(data[i] for i in indices.tolist())
+    if isinstance(data, dict):
+        return {key: take(value, indices) for key, value in data.items()}
+    raise TypeError("cannot select samples of batch data of type "
+                    f"{type(data).__name__}; expected a tensor, a list, a tuple or a dict")
+
+
+def _register(core_class):
+    name = f"{core_class.__name__}OptimWrapper"
+    cls = type(name, (SharpnessAwareOptimWrapper,), dict(
+        core_class=core_class, __module__=__name__,
+        __doc__=f"The mmengine optim wrapper of arsam.{core_class.__name__} (arguments: "
+                "SharpnessAwareOptimWrapper's, plus the core optimizer's)."))
+    OPTIM_WRAPPERS.register_module(module=cls, force=True)
+    return cls
+
+
+SAMOptimWrapper = _register(SAM)
+ESAMOptimWrapper = _register(ESAM)
+KSAMOptimWrapper = _register(KSAM)
+PeriodicSAMOptimWrapper = _register(PeriodicSAM)
+VSAMOptimWrapper = _register(VSAM)
+ARSAMOptimWrapper = _register(ARSAM)

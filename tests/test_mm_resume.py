@@ -1,0 +1,63 @@
+"""Checkpoint save and resume through the Runner: a resumed run ends where an uninterrupted one does."""
+import os
+
+import pytest
+import torch
+from mmengine.hooks import Hook
+from mm_tiny import PerSampleClassifier, make_model, make_runner, optim_cfg
+
+STEPS, STOP = 6, 3
+CASES = {
+    "ARSAM": dict(start_iter=1, window=2, slices=1, loss_scale="dynamic"),  # PSF, schedule, RNG
+    "ESAM": dict(beta=0.5, gamma=0.5),                                      # SWP draws, SDS
+}
+
+
+class Stop(Exception):
+    pass
+
+
+class StopAfter(Hook):
+    """Kill the run after ``iters`` iterations (after the checkpoint hook saved)."""
+
+    priority = "LOWEST"
+
+    def __init__(self, iters):
+        self.iters = iters
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.iter + 1 == self.iters:
+            raise Stop
+
+
+def run(work_dir, name, resume=False, stop=None):
+    runner = make_runner(
+        work_dir, make_model(PerSampleClassifier), optim_cfg(f"{name}OptimWrapper", **CASES[name]),
+        max_iters=STEPS, resume=resume, custom_hooks=[StopAfter(stop)] if stop else None,
+        param_scheduler=dict(type="MultiStepLR", milestones=[4], gamma=0.1, by_epoch=False),
+        default_hooks=dict(logger=dict(type="LoggerHook", interval=1),
+                           checkpoint=dict(type="CheckpointHook", interval=STOP, by_epoch=False)))
+    if stop:
+        with pytest.raises(Stop):
+            runner.train()
+    else:
+        runner.train()
+    return runner
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_resumed_run_ends_with_the_uninterrupted_weights(tmp_path, name):
+    whole = run(tmp_path / "whole", name)
+    first = run(tmp_path / "parts", name, stop=STOP)
+    assert os.listdir(tmp_path / "parts").count(f"iter_{STOP}.pth") == 1 and first.iter == STOP - 1
+    resumed = run(tmp_path / "parts", name, resume=True)  # finds iter_3.pth
+    assert resumed.iter == STEPS
+    for (key, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=0, atol=0, msg=lambda m: f"{key}: {m}")
+    core_a, core_b = whole.optim_wrapper.optimizer, resumed.optim_wrapper.optimizer
+    assert core_b.iteration == core_a.iteration == STEPS and core_b.stats == core_a.stats
+    assert torch.equal(core_b.generator.get_state(), core_a.generator.get_state())
+    assert core_b.param_groups[0]["lr"] == pytest.approx(0.01)
+    changed = [not torch.equal(a, b) for a, b in zip(
+        first.model.state_dict().values(), whole.model.state_dict().values())]
+    assert any(changed)  # the steps after the checkpoint did move the weights
