@@ -130,7 +130,9 @@ def main(argv=None):
             print(path)
     else:
         from .throughput import peak_memory
+        import torch
         spec = json.loads(args.spec)
+        torch.set_num_threads(spec["threads"])
         peak = peak_memory(spec["model"], spec["batch_size"], spec["optimizer"], spec["warmup"],
                            pick_device(spec["device"]))
         print(json.dumps(dict(peak_memory_mb=peak)))

@@ -176,7 +176,7 @@ def peak_memory(model_name, batch_size, name, warmup, device, seed=0, lr=0.01, m
 def probe_memory(model_name, batch_size, name, warmup, device):
     """Run :func:`peak_memory` in a fresh interpreter (``arsam-bench _memory``)."""
     spec = json.dumps(dict(model=model_name, batch_size=batch_size, optimizer=name,
-                           warmup=warmup, device=device.type))
+                           warmup=warmup, device=device.type, threads=torch.get_num_threads()))
     out = subprocess.run([sys.executable, "-m", "arsam.bench", "_memory", spec], check=True,
                          capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_memory_mb"]
