@@ -4,6 +4,7 @@ import torch
 
 import pose  # noqa: F401  (first: mmcv._ext stand-in, registrations)
 from arsam.mmlab.per_sample import find_per_sample_loss
+from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData, PixelData
 from mmpose.models.pose_estimators import TopdownPoseEstimator
 from mmpose.registry import MODELS
@@ -17,12 +18,13 @@ K = 5  # keypoints
 def tiny_estimator(**loss):
     """mmpose's SimpleBaseline layout (ResNet-18, 8 base channels, 2 deconvs), 5 keypoints."""
     torch.manual_seed(0)
-    model = MODELS.build(dict(
-        type="TopdownPoseEstimator",
-        backbone=dict(type="ResNet", depth=18, stem_channels=8, base_channels=8),
-        head=dict(type="HeatmapHead", in_channels=64, out_channels=K,
-                  deconv_out_channels=(16, 16), deconv_kernel_sizes=(4, 4),
-                  loss=dict(type="KeypointMSELoss", use_target_weight=True, **loss))))
+    with DefaultScope.overwrite_default_scope("mmpose"):
+        model = MODELS.build(dict(
+            type="TopdownPoseEstimator",
+            backbone=dict(type="ResNet", depth=18, stem_channels=8, base_channels=8),
+            head=dict(type="HeatmapHead", in_channels=64, out_channels=K,
+                      deconv_out_channels=(16, 16), deconv_kernel_sizes=(4, 4),
+                      loss=dict(type="KeypointMSELoss", use_target_weight=True, **loss))))
     return model.train()
 
 

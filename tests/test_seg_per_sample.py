@@ -5,6 +5,7 @@ import torch.nn.functional as F
 
 import seg  # noqa: F401  (first: mmcv._ext stand-in, registrations)
 from arsam.mmlab.per_sample import find_per_sample_loss
+from mmengine.registry import DefaultScope
 from mmengine.structures import PixelData
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
@@ -25,12 +26,13 @@ def tiny_fcn(avg_non_ignore=False):
     aux = dict(head, in_index=2, in_channels=32, channels=8, num_convs=1, concat_input=False,
                loss_decode=dict(head["loss_decode"], loss_weight=0.4))
     torch.manual_seed(0)
-    model = MODELS.build(dict(
-        type="EncoderDecoder",
-        backbone=dict(type="ResNetV1c", depth=18, stem_channels=8, base_channels=8,
-                      dilations=(1, 1, 2, 4), strides=(1, 2, 1, 1), norm_cfg=bn,
-                      contract_dilation=True),
-        decode_head=head, auxiliary_head=aux))
+    with DefaultScope.overwrite_default_scope("mmseg"):
+        model = MODELS.build(dict(
+            type="EncoderDecoder",
+            backbone=dict(type="ResNetV1c", depth=18, stem_channels=8, base_channels=8,
+                          dilations=(1, 1, 2, 4), strides=(1, 2, 1, 1), norm_cfg=bn,
+                          contract_dilation=True),
+            decode_head=head, auxiliary_head=aux))
     return model.train()
 
 
