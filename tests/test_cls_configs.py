@@ -117,7 +117,10 @@ def test_digits_sam_family_trains_through_cli(algorithm, tmp_path):
     scalars = train(config, tmp_path, "train_dataloader.dataset.test_size=1669",
                     "train_cfg.max_epochs=3", "train_cfg.val_interval=3",
                     "default_hooks.logger.interval=1")
-    assert [s["iter"] for s in scalars if "loss" in s] == [1, 2, 3, 4, 5, 6]
+    steps = [s for s in scalars if "loss" in s]
+    assert [s["iter"] for s in steps] == [1, 2, 3, 4, 5, 6]
+    logged = {"sampled", "sampling_rate"} | ({"psf_norm"} if algorithm in ("vsam", "arsam") else set())
+    assert all(logged <= set(s) for s in steps)  # the optimizer's stats reach the log
     assert 0 <= scalars[-1]["accuracy/top1"] <= 100
     state = checkpoint(tmp_path / "epoch_3.pth")
     assert state["meta"]["iter"] == 6
