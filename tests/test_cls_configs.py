@@ -119,7 +119,8 @@ def test_digits_sam_family_trains_through_cli(algorithm, tmp_path):
                     "default_hooks.logger.interval=1")
     steps = [s for s in scalars if "loss" in s]
     assert [s["iter"] for s in steps] == [1, 2, 3, 4, 5, 6]
-    logged = {"sampled", "sampling_rate"} | ({"psf_norm"} if algorithm in ("vsam", "arsam") else set())
+    logged = {"sampled", "sampling_rate"} | (
+        {"psf_norm"} if algorithm in ("vsam", "arsam") else set())
     assert all(logged <= set(s) for s in steps)  # the optimizer's stats reach the log
     assert 0 <= scalars[-1]["accuracy/top1"] <= 100
     state = checkpoint(tmp_path / "epoch_3.pth")
