@@ -126,3 +126,15 @@ def test_digits_sam_family_trains_through_cli(algorithm, tmp_path):
     state = checkpoint(tmp_path / "epoch_3.pth")
     assert state["meta"]["iter"] == 6
     assert all(torch.isfinite(t).all() for t in state["state_dict"].values())
+
+
+def test_cifar_config_model_normalizes_uint8_batches():
+    cfg = Config.fromfile(osp.join(ROOT, "configs", "cifar100", "resnet18_sgd.py"))
+    model = MODELS.build(dict(cfg.model, data_preprocessor=cfg.data_preprocessor))
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    data = model.data_preprocessor(dict(inputs=images, data_samples=torch.tensor([3, 99])), True)
+    mean = torch.tensor(cfg.data_preprocessor.mean).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.data_preprocessor.std).view(1, 3, 1, 1)
+    torch.testing.assert_close(data["inputs"], (images.float() - mean) / std)
+    model.eval()
+    assert model(**data, mode="tensor").shape == (2, 100)
