@@ -1,4 +1,4 @@
-"""The registered mmengine optim wrappers, through mmengine's Runner, against the core optimizers."""
+"""The registered mmengine optim wrappers through mmengine's Runner, against the core alone."""
 import glob
 import json
 import os

@@ -67,11 +67,14 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
     def __init__(self, optimizer, accumulative_counts=1, clip_grad=None, dtype=None,
                  loss_scale=None, sync_ascent=False, **core_kwargs):
         name = type(self).__name__
+        if self.core_class is None:
+            raise TypeError(f"{name} has no core optimizer; use a registered wrapper: "
+                            "SAMOptimWrapper, ..., ARSAMOptimWrapper")
         check_arg("accumulative_counts", accumulative_counts, accumulative_counts == 1,
                   f"1 for {name} (every pass of a sharpness-aware step needs the same batch; "
                   "use a larger batch instead of accumulation)")
-        check_arg("dtype", dtype, dtype is None or dtype in DTYPES or isinstance(dtype, torch.dtype),
-                  f"None, a torch.dtype or one of {DTYPES}")
+        check_arg("dtype", dtype, dtype is None or dtype in DTYPES or isinstance(
+            dtype, torch.dtype), f"None, a torch.dtype or one of {DTYPES}")
         check_arg("loss_scale", loss_scale, loss_scale in (None, "dynamic") or isinstance(
             loss_scale, dict) or (isinstance(loss_scale, (int, float)) and loss_scale > 0),
                   "None, 'dynamic', a number > 0 or a dict of GradScaler arguments")
@@ -175,7 +178,8 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
 
         def closure(indices=None):
             nonlocal first
-            reuse = first and not per_sample and indices is None and self._grad_flags() == grad_flags
+            reuse = (first and not per_sample and indices is None
+                     and self._grad_flags() == grad_flags)
             first = False
             if reuse:
                 if self._is_ddp(model) and (self.sync_ascent or not self._in_ascent):
