@@ -206,11 +206,12 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         return [p for p in group["params"] if p.grad is not None]
 
     def _grad_norm(self):
-        """‖T·g‖ over all parameters with a gradient (T = |w| in ASAM groups, else 1)."""
+        """‖T·g‖ over the parameters with a gradient that the ascent perturbs (groups with
+        ρ > 0; T = |w| in ASAM groups, else 1): ε lives in their subspace."""
         norms = []
         for group in self.param_groups:
             ps = self._with_grad(group)
-            if not ps:
+            if not ps or not group["rho"]:
                 continue
             grads = [p.grad for p in ps]
             if group["adaptive"]:
@@ -223,12 +224,13 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         """w <- w + ε, ε = ρ·T²g/‖Tg‖ (SAM's ascent, Eq. 2 of vsam.txt), times ``scale``.
 
         w is kept in the ``backup`` buffer so that :meth:`_restore` undoes the step exactly.
-        ``norm`` overrides ‖Tg‖ (ESAM estimates it). A zero gradient gives ε = 0.
+        ``norm`` overrides ‖Tg‖ (ESAM estimates it). A zero gradient gives ε = 0; groups with
+        ρ = 0 stay where they are (e.g. LSQ step sizes, quant/optim.py).
         """
         norm = self._grad_norm() if norm is None else norm
         for group in self.param_groups:
             ps = self._with_grad(group)
-            if not ps:
+            if not ps or not group["rho"]:
                 continue
             backups = [self._buffer(p, "backup") for p in ps]
             torch._foreach_copy_(backups, ps)
@@ -282,6 +284,9 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         self.iteration = own["iteration"]
         self.generator.set_state(own["generator"])
         self._load_extra_state(own)
+
+    def __getstate__(self):  # torch's keeps only defaults/state/param_groups
+        return self.__dict__.copy()
 
     def _extra_state(self):
         return {}

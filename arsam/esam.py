@@ -58,7 +58,8 @@ class ESAM(SharpnessAwareOptimizer):
         params = [p for p in self._params() if p.requires_grad]
         off = []
         if self.beta < 1 and params:
-            chosen = torch.rand(len(params), generator=self.generator) < self.beta
+            draw = torch.rand(len(params), generator=self.generator, dtype=torch.float64)
+            chosen = draw < self.beta
             if not chosen.any():
                 chosen[torch.randint(len(params), (1,), generator=self.generator)] = True
             off = [p for p, c in zip(params, chosen.tolist()) if not c]

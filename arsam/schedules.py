@@ -70,7 +70,7 @@ class VariationSchedule:
             return True
         if self.taken >= math.floor(self.max_rate * self.window):
             return False
-        return torch.rand((), generator=generator).item() < self.rate
+        return torch.rand((), generator=generator, dtype=torch.float64).item() < self.rate
 
     def update(self, i, sampled, psf_norm=None, sgd_norm=None):
         if sampled:

@@ -1,0 +1,5 @@
+_base_ = ['./_base_/resnet18_w4a4.py', '../_base_/optimizers/arsam.py']
+
+# fine-tuning lr; LSQ step sizes kept out of the sharpness-aware ascent (docs/quant.md)
+optim_wrapper = dict(optimizer=dict(lr=0.01),
+                     paramwise_cfg=dict(custom_keys={'quantizer.step': dict(rho=0.0)}))

@@ -1,0 +1,68 @@
+"""Loss scaling through the core: a power-of-two scale changes nothing but the units of .grad."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import arsam
+
+
+def net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.ReLU(), nn.Linear(7, 3))
+
+
+def closure_for(model, step):
+    g = torch.Generator().manual_seed(step)
+    x, y = torch.randn(16, 5, generator=g), torch.randint(0, 3, (16,), generator=g)
+
+    def closure(indices=None):
+        xi, yi = (x, y) if indices is None else (x[indices], y[indices])
+        return nn.functional.cross_entropy(model(xi), yi, reduction="none")
+    return closure
+
+
+@pytest.mark.parametrize("name", list(arsam.OPTIMIZERS))
+def test_grad_scaler_gives_the_unscaled_trajectory(name):
+    extra = dict(start_iter=2, window=4, slices=2) if name in ("VSAM", "ARSAM") else {}
+    runs = []
+    for scaled in (False, True):
+        model = net()
+        opt = arsam.OPTIMIZERS[name](model.parameters(), torch.optim.SGD, rho=0.05, lr=0.1,
+                                     momentum=0.9, model=model, **extra)
+        if scaled:
+            opt.loss_scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 12,
+                                                   growth_interval=10 ** 6)
+        for s in range(8):
+            opt.step(closure_for(model, s))
+        runs.append((model, opt))
+    (plain, plain_opt), (scaled, scaled_opt) = runs
+    for p, q in zip(plain.parameters(), scaled.parameters()):
+        torch.testing.assert_close(q, p, rtol=0, atol=0)
+    for p, q in zip(plain.parameters(), scaled.parameters()):
+        if "psf" in plain_opt.state[p]:
+            torch.testing.assert_close(scaled_opt.state[q]["psf"], plain_opt.state[p]["psf"],
+                                       rtol=0, atol=0)
+    assert scaled_opt.stats["psf_norm"] == plain_opt.stats["psf_norm"]
+
+
+@pytest.mark.parametrize("name", ["VSAM", "ARSAM"])
+def test_an_overflowed_sampled_step_keeps_the_stored_psf(name):
+    model = net()
+    opt = arsam.OPTIMIZERS[name](model.parameters(), torch.optim.SGD, rho=0.05, lr=0.1,
+                                 model=model, start_iter=10)
+    opt.loss_scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
+    opt.step(closure_for(model, 0))
+    psf = {p: opt.state[p]["psf"].clone() for p in model.parameters()}
+    weights = copy.deepcopy(list(model.parameters()))
+    schedule = copy.deepcopy(opt.schedule.state_dict())
+    opt.loss_scaler._scale.fill_(2.0 ** 120)
+    closure = closure_for(model, 1)
+    opt.step(lambda indices=None: 1e9 * closure(indices))  # the scaled gradients overflow
+    assert opt.stats["sampled"] is False
+    for p, w in zip(model.parameters(), weights):
+        torch.testing.assert_close(p, w, rtol=0, atol=0)  # the scaler skipped the update
+        torch.testing.assert_close(opt.state[p]["psf"], psf[p], rtol=0, atol=0)
+    assert opt.schedule.norms == type(opt.schedule.norms)(schedule["norms"])
+    assert opt.loss_scaler.get_scale() == 2.0 ** 119  # backed off

@@ -1,0 +1,185 @@
+"""BatchNorm handling, failures mid-step, bad arguments and state_dict resume of the core."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import arsam
+
+ALL = list(arsam.OPTIMIZERS)
+SMALL = dict(VSAM=dict(start_iter=2, window=4, slices=2), ARSAM=dict(start_iter=2, window=4, slices=2))
+
+
+def make(name, model, **kwargs):
+    kw = dict(SMALL.get(name, {}), **kwargs)
+    return arsam.OPTIMIZERS[name](model.parameters(), torch.optim.SGD, rho=0.05, lr=0.1,
+                                  momentum=0.9, model=model, **kw)
+
+
+def net(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.ReLU(), nn.Linear(7, 3))
+
+
+def data(step, n=16):
+    g = torch.Generator().manual_seed(100 + step)
+    return torch.randn(n, 5, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+def closure_for(model, x, y, fail_on=None):
+    calls = []
+
+    def closure(indices=None):
+        calls.append(indices)
+        if len(calls) == fail_on:
+            raise RuntimeError("boom")
+        xi, yi = (x, y) if indices is None else (x[indices], y[indices])
+        return nn.functional.cross_entropy(model(xi), yi, reduction="none")
+    return closure
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_batchnorm_stats_updated_once_per_step_by_the_first_pass(name):
+    model = net()
+    reference = copy.deepcopy(model)
+    opt = make(name, model)
+    x, y = data(0)
+    opt.step(closure_for(model, x, y))
+    with torch.no_grad():
+        reference(x)  # one training-mode forward of the full batch
+    bn, ref = model[1], reference[1]
+    torch.testing.assert_close(bn.running_mean, ref.running_mean, rtol=0, atol=0)
+    torch.testing.assert_close(bn.running_var, ref.running_var, rtol=0, atol=0)
+    assert bn.num_batches_tracked.item() == 1
+    assert bn.track_running_stats
+
+
+PASSES = dict(SAM=2, PeriodicSAM=2, VSAM=2, ARSAM=2, KSAM=3, ESAM=3)
+EXTRA = dict(PeriodicSAM=dict(k=1), VSAM=dict(start_iter=10), ARSAM=dict(start_iter=10))
+
+
+@pytest.mark.parametrize("name, fail_on", [(n, f) for n in ALL for f in range(2, PASSES[n] + 1)])
+def test_failure_in_an_extra_pass_leaves_nothing_changed(name, fail_on):
+    model = net()
+    opt = make(name, model, **EXTRA.get(name, {}))
+    for s in range(3):  # reach VSAM/ARSAM's stored PSF and schedule state
+        opt.step(closure_for(model, *data(s)))
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    state = copy.deepcopy(opt.state_dict())
+    closure = closure_for(model, *data(9), fail_on=fail_on)
+    with pytest.raises(RuntimeError, match="^boom$"):
+        opt.step(closure)
+    for k, v in model.named_parameters():  # the weights are back at w
+        torch.testing.assert_close(v.detach(), before[k], rtol=0, atol=0, msg=k)
+    assert all(p.grad is None for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters())
+    assert model[1].track_running_stats
+    after = opt.state_dict()
+    assert after["arsam"]["iteration"] == state["arsam"]["iteration"] == 3
+    assert torch.equal(after["arsam"]["generator"], state["arsam"]["generator"])
+    assert after["arsam"].get("schedule") == state["arsam"].get("schedule")
+    for i, buffers in state["arsam"]["buffers"].items():
+        for k, v in buffers.items():
+            torch.testing.assert_close(after["arsam"]["buffers"][i][k], v, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_resume_from_state_dict_is_bit_identical(name):
+    x = [data(s) for s in range(10)]
+    model = net()
+    opt = make(name, model, **({"beta": 0.5} if name == "ESAM" else {}))
+    for s in range(10):
+        opt.step(closure_for(model, *x[s]))
+        if s == 4:
+            saved_model, saved_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
+    resumed = net(seed=1)
+    resumed.load_state_dict(saved_model)
+    opt2 = make(name, resumed, **({"beta": 0.5} if name == "ESAM" else {}))
+    opt2.load_state_dict(saved_opt)
+    assert opt2.base_optimizer.state, "momentum buffers are restored"
+    for s in range(5, 10):
+        opt2.step(closure_for(resumed, *x[s]))
+    for (k, v), (_, w) in zip(model.state_dict().items(), resumed.state_dict().items()):
+        torch.testing.assert_close(w, v, rtol=0, atol=0, msg=k)
+    assert opt2.stats == opt.stats
+
+
+def test_load_state_dict_rejects_a_foreign_state_dict():
+    model = net()
+    opt = make("SAM", model)
+    plain = torch.optim.SGD(model.parameters(), lr=0.1).state_dict()
+    with pytest.raises(ValueError, match=r"state_dict must come from an arsam optimizer"):
+        opt.load_state_dict(plain)
+
+
+def params():
+    return [nn.Parameter(torch.zeros(2))]
+
+
+@pytest.mark.parametrize("cls, kwargs, message", [
+    (arsam.SAM, dict(rho=-0.1), r"rho must be a number >= 0, got -0.1"),
+    (arsam.ESAM, dict(beta=0.0), r"beta must be in \(0, 1\], got 0.0"),
+    (arsam.ESAM, dict(beta=1.5), r"beta must be in \(0, 1\], got 1.5"),
+    (arsam.ESAM, dict(gamma=-0.1), r"gamma must be in \[0, 1\], got -0.1"),
+    (arsam.KSAM, dict(k1=0), r"k1 must be an int >= 1 \(samples\) or a float in \(0, 1\]"),
+    (arsam.KSAM, dict(k2=1.5), r"k2 must be an int >= 1 \(samples\) or a float in \(0, 1\]"),
+    (arsam.PeriodicSAM, dict(k=0), r"k must be an int >= 1, got 0"),
+    (arsam.VSAM, dict(max_rate=0.0), r"max_rate must be in \(0, 1\], got 0.0"),
+    (arsam.ARSAM, dict(max_rate=1.2), r"max_rate must be in \(0, 1\], got 1.2"),
+    (arsam.VSAM, dict(gamma=1.1), r"gamma must be in \[0, 1\], got 1.1"),
+    (arsam.VSAM, dict(alpha=-1), r"alpha must be a number >= 0, got -1"),
+    (arsam.ARSAM, dict(window=1), r"window must be an int >= 2, got 1"),
+    (arsam.VSAM, dict(slices=9, window=8), r"slices must be an int in \[1, window=8\], got 9"),
+    (arsam.VSAM, dict(start_iter=-1), r"start_iter must be an int >= 0, got -1"),
+])
+def test_bad_arguments_name_the_argument_and_range(cls, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        cls(params(), torch.optim.SGD, lr=0.1, **kwargs)
+
+
+def test_base_optimizer_must_be_an_optimizer():
+    with pytest.raises(TypeError, match=r"base_optimizer must be a torch.optim.Optimizer class "
+                                        r"or instance, got str"):
+        arsam.SAM(params(), "SGD", lr=0.1)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_closure_must_be_callable(name):
+    opt = arsam.OPTIMIZERS[name](params(), torch.optim.SGD, lr=0.1)
+    with pytest.raises(TypeError, match=r"closure must be callable, got NoneType"):
+        opt.step()
+
+
+@pytest.mark.parametrize("name, kwargs", [("KSAM", {}), ("ESAM", dict(gamma=0.5))])
+def test_scalar_loss_where_per_sample_losses_are_needed(name, kwargs):
+    w = params()
+    opt = arsam.OPTIMIZERS[name](w, torch.optim.SGD, lr=0.1, **kwargs)
+    before = w[0].detach().clone()
+    with pytest.raises(TypeError, match=rf"closure must return per-sample losses of shape \[n\] "
+                                        rf"for {name}, got shape \(\)"):
+        opt.step(lambda indices=None: (w[0] ** 2).sum())
+    torch.testing.assert_close(w[0].detach(), before, rtol=0, atol=0)
+    assert w[0].grad is None
+
+
+def test_k_larger_than_the_batch():
+    w = params()
+    opt = arsam.KSAM(w, torch.optim.SGD, k1=8, k2=2, lr=0.1)
+    with pytest.raises(ValueError, match=r"k1 must be at most the batch size \(4\), got 8"):
+        opt.step(lambda indices=None: (w[0] ** 2).sum() + torch.zeros(4))
+    assert opt.iteration == 0
+
+
+@pytest.mark.parametrize("name", ["SAM", "VSAM"])
+def test_deepcopy_of_model_and_optimizer_trains_identically(name):
+    model = net()
+    opt = make(name, model)
+    opt.step(closure_for(model, *data(0)))
+    model2, opt2 = copy.deepcopy((model, opt))
+    assert opt2.model is model2 and opt2.param_groups is opt2.base_optimizer.param_groups
+    for s in range(1, 4):
+        opt.step(closure_for(model, *data(s)))
+        opt2.step(closure_for(model2, *data(s)))
+    for p, q in zip(model.parameters(), model2.parameters()):
+        torch.testing.assert_close(q, p, rtol=0, atol=0)
