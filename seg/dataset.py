@@ -56,7 +56,8 @@ class ShapesSegDataset(BaseSegDataset):
                     "generate=dict() to the dataset")
         data_list = super().load_data_list()
         if not data_list:
-            raise FileNotFoundError(f"no '*{self.img_suffix}' images in {self.data_prefix['img_path']!r}")
+            raise FileNotFoundError(
+                f"no '*{self.img_suffix}' images in {self.data_prefix['img_path']!r}")
         check_label_range(data_list, len(self.metainfo["classes"]), self.ignore_index,
                           self.reduce_zero_label)
         return data_list

@@ -19,13 +19,16 @@ from arsam.mmlab.per_sample import register_per_sample_loss
 
 
 def _heads(model):
+    """The decode and auxiliary heads, once model and heads are known to compute their losses
+    as EncoderDecoder and BaseDecodeHead do."""
     heads = [model.decode_head]
     if model.with_auxiliary_head:
         aux = model.auxiliary_head
         heads += list(aux) if isinstance(aux, nn.ModuleList) else [aux]
-    name = type(model).__name__
-    if type(model).loss is not EncoderDecoder.loss or (
-            type(model)._decode_head_forward_train is not EncoderDecoder._decode_head_forward_train):
+    cls = type(model)
+    name = cls.__name__
+    if cls.loss is not EncoderDecoder.loss or (
+            cls._decode_head_forward_train is not EncoderDecoder._decode_head_forward_train):
         raise TypeError(f"per-sample losses follow EncoderDecoder.loss; {name} overrides it")
     for head in heads:
         if type(head).loss is not BaseDecodeHead.loss:

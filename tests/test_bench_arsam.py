@@ -207,7 +207,7 @@ def test_plot_reads_mmengine_scalars(tmp_path):
              {"train/sampled": 0.0, "train/sampling_rate": 0.5, "train/psf_norm": 0.5, "iter": 2}]
     log.write_text("\n".join(json.dumps(entry) for entry in lines) + "\n")
     runs = load_trace(str(log))
-    assert runs == [dict(label="20260101_000000", records=[
+    assert runs == [dict(label="20260101_000000", group="mmengine log", records=[
         dict(sampling_rate=1.0, psf_norm=0.5, sgd_norm=2.0, sampled=True, step=1),
         dict(sampling_rate=0.5, psf_norm=0.5, sgd_norm=None, sampled=False, step=2)])]
     assert main(["plot", "--trace-json", str(log), "--out", str(tmp_path)]) == 0

@@ -62,8 +62,9 @@ def test_annotation_file_is_coco_keypoints(sticks):
 def test_generation_is_deterministic(sticks, tmp_path):
     synthetic.generate(str(tmp_path / "again"), num_train=6, num_val=4, size=64, seed=2)
     for split in ("train", "val"):
-        with open(ann_path(sticks, split)) as a, open(ann_path(str(tmp_path / "again"), split)) as b:
-            assert json.load(a) == json.load(b)
+        with open(ann_path(sticks, split)) as a:
+            with open(ann_path(str(tmp_path / "again"), split)) as b:
+                assert json.load(a) == json.load(b)
 
 
 def test_generate_rejects_bad_arguments(tmp_path):

@@ -149,6 +149,7 @@ def time_optimizers(model_name, batch_size, steps, warmup, rates, optimizers, de
                                    ("backward_samples", stats["backward_samples"])):
                     rec[key].append(value)
                 rec["rate"] = float(stats["sampling_rate"])
+            print(f"throughput: round {i + 1}/{warmup + steps} done", file=sys.stderr, flush=True)
     return [summarize(r["label"], r["name"], r["rate"], r["record"], batch_size) for r in runs]
 
 

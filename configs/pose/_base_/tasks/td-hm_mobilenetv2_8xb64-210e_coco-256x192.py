@@ -1,5 +1,5 @@
-# mmpose's configs/body_2d_keypoint/topdown_heatmap/coco/td-hm_mobilenetv2_8xb64-210e_coco-256x192.py
-# without the optimizer, which ../optim/*.py sets.
+# As mmpose's configs/body_2d_keypoint/topdown_heatmap/coco/
+# td-hm_mobilenetv2_8xb64-210e_coco-256x192.py; the optimizer comes from ../optim/.
 _base_ = './td-hm_res50_8xb64-210e_coco-256x192.py'
 model = dict(
     backbone=dict(

@@ -1,6 +1,6 @@
 # mmpose's configs/body_2d_keypoint/topdown_heatmap/coco/td-hm_res50_8xb64-210e_coco-256x192.py
 # without the optimizer, which ../optim/*.py sets.
-_base_ = ['mmpose::_base_/default_runtime.py']
+_base_ = ['../default_runtime.py']
 
 # runtime
 train_cfg = dict(max_epochs=210, val_interval=10)

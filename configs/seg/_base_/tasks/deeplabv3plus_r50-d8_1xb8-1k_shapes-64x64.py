@@ -1,8 +1,8 @@
 # DeepLabV3+-R50-D8 on the offline shapes data (seg/synthetic.py, generated under data/shapes_seg on
 # first use), trained from scratch (no pretrained download); the optimizer comes from ../optim/.
 _base_ = [
-    'mmseg::_base_/models/deeplabv3plus_r50-d8.py', '../datasets/shapes.py',
-    'mmseg::_base_/default_runtime.py', '../schedules/schedule_shapes.py'
+    '../models/deeplabv3plus_r50-d8.py', '../datasets/shapes.py',
+    '../default_runtime.py', '../schedules/schedule_shapes.py'
 ]
 crop_size = (64, 64)
 data_preprocessor = dict(size=crop_size)

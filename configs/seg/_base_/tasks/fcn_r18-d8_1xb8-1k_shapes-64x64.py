@@ -2,7 +2,7 @@
 # first use), trained from scratch (no pretrained download); the optimizer comes from ../optim/.
 _base_ = [
     '../models/fcn_r18-d8.py', '../datasets/shapes.py',
-    'mmseg::_base_/default_runtime.py', '../schedules/schedule_shapes.py'
+    '../default_runtime.py', '../schedules/schedule_shapes.py'
 ]
 crop_size = (64, 64)
 data_preprocessor = dict(size=crop_size)
