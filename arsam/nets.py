@@ -4,6 +4,7 @@ CIFAR variants replace the ImageNet stem (7x7/2 conv + max-pool) by a 3x3/1 conv
 ESAM and vSAM experiments. torchvision is imported lazily.
 """
 from torch import nn
+from torch.nn import functional as F
 
 
 def cifar_resnet18(num_classes=10):
@@ -62,6 +63,40 @@ def wide_resnet(depth=28, widen=10, num_classes=10, dropout=0.0):
     return nn.Sequential(*layers)
 
 
+class _PyramidBasic(nn.Module):
+    """Han et al. (2017), Fig. 6(d): BN-conv-BN-ReLU-conv-BN; the shortcut is average-pooled when
+    the stride is 2 and zero-padded to the wider output ("additive" widening needs no 1x1 conv)."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(cout), nn.ReLU(inplace=True), nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(cout))
+        self.pool = nn.AvgPool2d(2, ceil_mode=True) if stride == 2 else nn.Identity()
+        self.extra = cout - cin
+
+    def forward(self, x):
+        return self.body(x) + F.pad(self.pool(x), (0, 0, 0, 0, 0, self.extra))
+
+
+def pyramidnet(depth=110, alpha=270, num_classes=10):
+    """Additive PyramidNet for CIFAR (Han et al., 2017) with basic blocks: depth = 6n+2, the width
+    grows by alpha/(3n) per block from 16 to 16+alpha (the SAM papers use depth 110, alpha 270)."""
+    if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"depth must be an int 6n+2 >= 8, got {depth!r}")
+    n = (depth - 2) // 6
+    layers, width, cin = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16)], 16.0, 16
+    for block in range(3 * n):
+        width += alpha / (3 * n)
+        cout = int(round(width))
+        layers.append(_PyramidBasic(cin, cout, 2 if block in (n, 2 * n) else 1))
+        cin = cout
+    layers += [nn.BatchNorm2d(cin), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+               nn.Linear(cin, num_classes)]
+    return nn.Sequential(*layers)
+
+
 class SmallCNN(nn.Module):
     """A tiny conv net with BatchNorm for 8x8 digits and tests."""
 
@@ -78,4 +113,5 @@ class SmallCNN(nn.Module):
 
 
 NETS = {"cifar_resnet18": cifar_resnet18, "mobilenet_v2_cifar": mobilenet_v2_cifar,
-        "resnet50": resnet50, "wide_resnet": wide_resnet, "small_cnn": SmallCNN}
+        "resnet50": resnet50, "wide_resnet": wide_resnet, "pyramidnet": pyramidnet,
+        "small_cnn": SmallCNN}

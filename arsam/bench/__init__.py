@@ -1,0 +1,139 @@
+"""``arsam-bench``: throughput, accuracy and plots of SGD and every arsam optimizer.
+
+    arsam-bench throughput --model resnet18 --batch-size 128 --steps 8 --json t.json
+    arsam-bench accuracy --noise 0,0.2,0.4 --seeds 3 --epochs 30 --json a.json --trace-json tr.json
+    arsam-bench plot --accuracy-json a.json --trace-json tr.json --out figures/
+
+See docs/benchmarks.md for what is measured and how.
+"""
+import argparse
+import json
+import os
+
+from .common import OPTIMIZERS, parse_list, parse_optimizers, pick_device
+
+
+def _positive_int(name, minimum=1):
+    def convert(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be an int >= {minimum}, got {text!r}")
+        return value
+    return convert
+
+
+def _list_type(name, convert, ok, accepted):
+    def parse(text):
+        try:
+            return parse_list(name, text, convert, ok, accepted)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return parse
+
+
+def _optimizers(text):
+    try:
+        return parse_optimizers(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def parser():
+    from .throughput import FIXED_RATES, MODELS
+    p = argparse.ArgumentParser(prog="arsam-bench", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("throughput", help="images/s, memory, overhead per optimizer")
+    t.add_argument("--model", choices=sorted(MODELS), default="tiny")
+    t.add_argument("--batch-size", type=_positive_int("--batch-size"), default=128)
+    t.add_argument("--steps", type=_positive_int("--steps"), default=8,
+                   help="timed steps per optimizer")
+    t.add_argument("--warmup", type=_positive_int("--warmup", 0), default=2)
+    t.add_argument("--rates", default=",".join(map(str, FIXED_RATES)),
+                   type=_list_type("--rates", float, lambda r: 0 < r <= 1, "rates in (0, 1]"),
+                   help="fixed sampling rates for VSAM/ARSAM")
+    t.add_argument("--no-rates", action="store_true", help="skip the fixed-rate runs")
+    t.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes")
+
+    a = sub.add_parser("accuracy", help="test accuracy, time and SAM gradients per optimizer")
+    a.add_argument("--noise", default="0,0.2,0.4",
+                   type=_list_type("--noise", float, lambda r: 0 <= r < 1, "fractions in [0, 1)"))
+    a.add_argument("--seeds", type=_positive_int("--seeds"), default=3)
+    a.add_argument("--epochs", type=_positive_int("--epochs"), default=30)
+    a.add_argument("--batch-size", type=_positive_int("--batch-size"), default=None,
+                   help="default 32 on digits, 128 on CIFAR")
+    a.add_argument("--lr", type=float, default=None, help="default 0.05 on digits, 0.1 on CIFAR")
+    a.add_argument("--rho", type=float, default=0.05)
+    a.add_argument("--dataset", choices=("digits", "cifar10", "cifar100"), default=None,
+                   help="default digits, or cifar10 when --data-root is given")
+    a.add_argument("--data-root", default=None, help="directory holding the CIFAR data")
+    a.add_argument("--train-subset", type=_positive_int("--train-subset"), default=None,
+                   help="use the first n training samples only (quick checks)")
+    a.add_argument("--trace-json", default=None,
+                   help="write the per-step VSAM/ARSAM statistics (seed 0) here")
+
+    for s in (t, a):
+        s.add_argument("--optimizers", type=_optimizers, default=list(OPTIMIZERS))
+        s.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                       help="default: cuda when available")
+        s.add_argument("--json", default=None, help="write the results here")
+        s.add_argument("--threads", type=_positive_int("--threads"), default=None,
+                       help="torch.set_num_threads (default: torch's choice)")
+
+    g = sub.add_parser("plot", help="PNG figures from the JSON files or mmengine logs")
+    g.add_argument("--accuracy-json", default=None)
+    g.add_argument("--trace-json", action="append", default=[],
+                   help="an accuracy trace JSON or an mmengine vis_data/scalars.json; repeatable")
+    g.add_argument("--out", default=".")
+
+    m = sub.add_parser("_memory")  # internal: one peak-memory probe in a fresh process
+    m.add_argument("spec")
+    return p
+
+
+def _write(path, data, indent=1):
+    if path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(data, f, indent=indent, separators=None if indent else (",", ":"))
+            f.write("\n")
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    if getattr(args, "threads", None):
+        import torch
+        torch.set_num_threads(args.threads)
+    if args.command == "throughput":
+        from . import throughput
+        result = throughput.run(args.model, args.batch_size, args.steps, args.warmup,
+                                () if args.no_rates else args.rates, args.optimizers,
+                                args.device, memory=not args.no_memory)
+        print(throughput.table(result))
+        _write(args.json, result)
+    elif args.command == "accuracy":
+        from . import accuracy
+        dataset = args.dataset or ("cifar10" if args.data_root else "digits")
+        result, trace = accuracy.run(args.noise, args.seeds, args.epochs, args.optimizers,
+                                     args.batch_size, args.lr, args.rho, args.device,
+                                     args.data_root, dataset, args.train_subset,
+                                     trace=args.trace_json is not None)
+        print(accuracy.table(result))
+        _write(args.json, result)
+        _write(args.trace_json, trace, indent=None)
+    elif args.command == "plot":
+        from .plots import plot
+        for path in plot(args.accuracy_json, args.trace_json, args.out):
+            print(path)
+    else:
+        from .throughput import peak_memory
+        import torch
+        spec = json.loads(args.spec)
+        torch.set_num_threads(spec["threads"])
+        peak = peak_memory(spec["model"], spec["batch_size"], spec["optimizer"], spec["warmup"],
+                           pick_device(spec["device"]))
+        print(json.dumps(dict(peak_memory_mb=peak)))
+    return 0

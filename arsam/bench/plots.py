@@ -1,0 +1,135 @@
+"""``arsam-bench plot``: the two figures of vsam.txt, from our JSON or from mmengine logs.
+
+* accuracy against training time per optimizer (vsam.txt Figure 1), one panel per noise level,
+  from the ``accuracy`` JSON (mean over seeds of the per-epoch curve; the end point carries the
+  standard deviation of the final accuracy);
+* sampling rate, ‖PSF‖ and ‖g_SGD‖ over iterations (vsam.txt Figure 2), from the ``accuracy``
+  trace JSON or from an mmengine ``vis_data/scalars.json`` (one JSON object a line; keys
+  ``sampling_rate``, ``psf_norm``, ``sgd_norm`` and ``step`` or ``iter``, also with a prefix such
+  as ``train/``).
+"""
+import json
+import os
+
+import numpy as np
+
+TRACE_KEYS = ("sampling_rate", "psf_norm", "sgd_norm")
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_accuracy(result, path):
+    """Accuracy against training time, one line per optimizer, one panel per noise level."""
+    plt = _pyplot()
+    noises = sorted({r["noise"] for r in result["results"]})
+    fig, axes = plt.subplots(1, len(noises), figsize=(5 * len(noises), 4), squeeze=False)
+    for ax, noise in zip(axes[0], noises):
+        for r in (r for r in result["results"] if r["noise"] == noise):
+            curves = np.array([run["curve"] for run in r["runs"]])  # seeds x epochs x 2
+            t, acc = curves[..., 0].mean(0), curves[..., 1].mean(0)
+            line, = ax.plot(t, acc, label=r["optimizer"])
+            ax.errorbar(t[-1], acc[-1], yerr=r["accuracy_std"], fmt="o", color=line.get_color(),
+                        capsize=3)
+        ax.set(title=f"{result['config']['dataset']}, label noise {noise:g}",
+               xlabel="training time (s)", ylabel="test accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _lookup(entry, key):
+    """``entry[key]``, or the value of a key ending in ``/key`` (mmengine prefixes)."""
+    if key in entry:
+        return entry[key]
+    return next((v for k, v in entry.items() if k.endswith("/" + key)), None)
+
+
+def load_trace(path):
+    """Runs ``[{label, group, records}]`` from an ``accuracy`` trace JSON or an mmengine scalars.json."""
+    with open(path) as f:
+        text = f.read()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = None
+    if isinstance(data, dict) and "runs" in data:
+        return [dict(label=r["optimizer"], group=f"label noise {r['noise']:g}",
+                     records=r["records"]) for r in data["runs"]]
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: line {number} is not JSON (expected an arsam-bench trace "
+                             "or mmengine scalars.json)") from err
+        values = {k: _lookup(entry, k) for k in TRACE_KEYS}
+        if all(v is None for v in values.values()):
+            continue
+        sampled = _lookup(entry, "sampled")  # logged as 0/1
+        values["sampled"] = None if sampled is None else bool(sampled)
+        step = _lookup(entry, "step")
+        values["step"] = step if step is not None else _lookup(entry, "iter")
+        records.append(values)
+    if not records:
+        raise ValueError(f"{path}: no entries with any of the keys {', '.join(TRACE_KEYS)}")
+    for i, r in enumerate(records, 1):
+        r["step"] = i if r["step"] is None else r["step"]
+    label = os.path.basename(os.path.dirname(os.path.dirname(os.path.abspath(path))))
+    return [dict(label=label or path, group="mmengine log", records=records)]
+
+
+def plot_trace(runs, path):
+    """Sampling rate, ‖PSF‖ and ‖g_SGD‖ over iterations (vsam.txt Fig. 2): one column per group
+    (noise level or log), one line per run. The norms are plotted where they were measured
+    (sampled steps)."""
+    plt = _pyplot()
+    groups = list(dict.fromkeys(run["group"] for run in runs))
+    fig, axes = plt.subplots(3, len(groups), figsize=(5 * len(groups), 8), sharex="col",
+                             squeeze=False)
+    for run in runs:
+        column = axes[:, groups.index(run["group"])]
+        for ax, key in zip(column, TRACE_KEYS):
+            # a reuse optimizer reports its stored PSF on every step: keep the measured ones
+            points = [(r["step"], r[key]) for r in run["records"] if r.get(key) is not None
+                      and (key == "sampling_rate" or r.get("sampled") is not False)]
+            if points:
+                steps, values = zip(*points)
+                ax.plot(steps, values, label=run["label"], lw=0.8,
+                        marker=None if key == "sampling_rate" else ".", ms=1.5)
+    for column, group in zip(axes.T, groups):
+        column[0].set_title(group)
+        column[-1].set_xlabel("iteration")
+        for ax, name in zip(column, ("sampling rate", "‖PSF‖ (last layers)",
+                                     "‖g_SGD‖ (last layers)")):
+            ax.set_ylabel(name)
+            ax.grid(alpha=0.3)
+        column[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot(accuracy_json=None, trace_json=(), out="."):
+    """Write the figures that the given inputs allow; returns the PNG paths."""
+    if accuracy_json is None and not trace_json:
+        raise ValueError("plot needs --accuracy-json and/or --trace-json")
+    os.makedirs(out, exist_ok=True)
+    written = []
+    if accuracy_json is not None:
+        with open(accuracy_json) as f:
+            plot_accuracy(json.load(f), os.path.join(out, "accuracy_vs_time.png"))
+        written.append(os.path.join(out, "accuracy_vs_time.png"))
+    if trace_json:
+        runs = [run for path in trace_json for run in load_trace(path)]
+        plot_trace(runs, os.path.join(out, "sampling_trace.png"))
+        written.append(os.path.join(out, "sampling_trace.png"))
+    return written

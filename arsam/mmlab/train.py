@@ -1,0 +1,65 @@
+"""``arsam-train``: train an mmengine config (like mmpretrain's tools/train.py).
+
+    arsam-train CONFIG [--work-dir DIR] [--resume [CKPT]] [--cfg-options k=v ...]
+                [--launcher none|pytorch]
+
+The Runner logs progress and ETA every ``default_hooks.logger.interval`` iterations.
+Checkpoints (``--resume``, ``load_from``) load under torch>=2.6 through the trusted local loader
+that importing :mod:`arsam.mmlab` installs (:mod:`arsam.mmlab.checkpoint`).
+"""
+import argparse
+import os
+import os.path as osp
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(description="Train a model with mmengine's Runner")
+    parser.add_argument("config", help="config file path")
+    parser.add_argument("--work-dir", help="directory for logs and checkpoints "
+                        "(default: ./work_dirs/<config name>)")
+    parser.add_argument("--resume", nargs="?", const="auto", metavar="CKPT",
+                        help="resume from CKPT, or from the latest checkpoint in the work dir "
+                        "when no path is given")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+                        help="override config settings, e.g. train_cfg.max_epochs=10")
+    parser.add_argument("--launcher", choices=["none", "pytorch"], default="none",
+                        help="job launcher ('pytorch' under torchrun)")
+    parser.add_argument("--local-rank", "--local_rank", type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    return args
+
+
+def build_config(args):
+    """The config of ``args``: options merged, work dir, resume and launcher set."""
+    import torch
+    from mmengine.config import Config
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get("work_dir") is None:
+        cfg.work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(args.config))[0])
+    if args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = None if args.resume == "auto" else args.resume
+    cfg.launcher = args.launcher
+    dist_cfg = cfg.setdefault("env_cfg", {}).setdefault("dist_cfg", {})
+    if args.launcher != "none" and not torch.cuda.is_available():
+        dist_cfg["backend"] = "gloo"  # nccl needs GPUs
+    return cfg
+
+
+def main(argv=None):
+    """Entry point of ``arsam-train``: build the Runner of the config and train."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    cfg = build_config(parse_args(argv))
+    runner = Runner.from_cfg(cfg) if "runner_type" not in cfg else RUNNERS.build(cfg)
+    runner.train()
+
+
+if __name__ == "__main__":
+    main()

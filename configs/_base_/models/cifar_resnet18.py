@@ -1,0 +1,1 @@
+model = dict(type='ImageClassifier', net=dict(type='cifar_resnet18', num_classes=10))

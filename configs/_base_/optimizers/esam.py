@@ -1,0 +1,4 @@
+# ESAM: stochastic weight perturbation (beta) and sharpness-sensitive data selection (gamma).
+_base_ = './sgd.py'
+
+optim_wrapper = dict(type='ESAMOptimWrapper', rho=0.05, beta=0.6, gamma=0.5)

@@ -1,0 +1,3 @@
+_base_ = './sgd.py'
+
+optim_wrapper = dict(type='SAMOptimWrapper', rho=0.05)

@@ -1,0 +1,7 @@
+_base_ = [
+    '../_base_/models/cifar_resnet18.py',
+    '../_base_/datasets/cifar10.py',
+    '../_base_/schedules/cifar_200e.py',
+    '../_base_/optimizers/periodic_sam.py',
+    '../_base_/default_runtime.py',
+]

@@ -1,0 +1,7 @@
+_base_ = [
+    '../_base_/models/wrn28_10.py',
+    '../_base_/datasets/cifar10.py',
+    '../_base_/schedules/cifar_200e.py',
+    '../_base_/optimizers/sgd.py',
+    '../_base_/default_runtime.py',
+]

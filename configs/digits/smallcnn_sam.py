@@ -1,0 +1,7 @@
+_base_ = [
+    '../_base_/models/small_cnn.py',
+    '../_base_/datasets/digits.py',
+    '../_base_/schedules/digits_30e.py',
+    '../_base_/optimizers/sam.py',
+    '../_base_/digits_runtime.py',
+]

@@ -1,0 +1,1 @@
+_base_ = ['../_base_/tasks/deeplabv3plus_r50-d8_4xb2-80k_cityscapes-512x1024.py', '../_base_/optim/arsam.py']

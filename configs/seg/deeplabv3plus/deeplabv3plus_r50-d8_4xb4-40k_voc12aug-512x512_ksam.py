@@ -1,0 +1,1 @@
+_base_ = ['../_base_/tasks/deeplabv3plus_r50-d8_4xb4-40k_voc12aug-512x512.py', '../_base_/optim/ksam.py']

@@ -1,0 +1,1 @@
+_base_ = ['../_base_/tasks/fcn_r18-d8_4xb4-40k_voc12aug-512x512.py', '../_base_/optim/sgd.py']

@@ -1,0 +1,1 @@
+_base_ = ['../_base_/tasks/fcn_r18-d8_4xb4-80k_ade20k-512x512.py', '../_base_/optim/esam.py']

@@ -1,0 +1,51 @@
+"""Worker of tests/test_mm_ddp.py, started by torchrun: trains each case through mmengine's
+Runner with MMDistributedDataParallel (gloo) and saves its parameters and stats per rank."""
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+from mm_tiny import (PerSampleClassifier, TinyClassifier, TinyData, make_model, make_runner,
+                     optim_cfg)
+from mmengine.hooks import Hook
+
+STEPS = 3
+CASES = {
+    "sam": ("SAMOptimWrapper", {}),
+    "sam_sync_ascent": ("SAMOptimWrapper", dict(sync_ascent=True)),
+    "arsam": ("ARSAMOptimWrapper", dict(start_iter=1, window=2, slices=1)),
+    "ksam": ("KSAMOptimWrapper", dict(k1=0.25, k2=0.5)),
+}
+
+
+class RecordStats(Hook):
+    def __init__(self):
+        self.stats = []
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        self.stats.append(dict(runner.optim_wrapper.optimizer.stats))
+
+
+def main(out_dir):
+    # mmengine's init_dist calls torch.cuda.set_device; on CPU the group is made here and the
+    # Runner (launcher='pytorch') uses it
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    for case, (wrapper, kwargs) in CASES.items():
+        model = make_model(PerSampleClassifier if case == "ksam" else TinyClassifier)
+        record = RecordStats()
+        runner = make_runner(
+            os.path.join(out_dir, case), model, optim_cfg(wrapper, rho=0.05, **kwargs),
+            max_iters=STEPS, data=TinyData(n=32), launcher="pytorch", experiment_name=case,
+            custom_hooks=[record],
+            cfg=dict(model_wrapper_cfg=dict(type="MMDistributedDataParallel", device_ids=None,
+                                            broadcast_buffers=False)))
+        runner.train()
+        params = {k: v.detach().clone() for k, v in runner.model.module.named_parameters()}
+        torch.save(dict(params=params, stats=record.stats),
+                   os.path.join(out_dir, f"{case}-{rank}.pt"))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,226 @@
+"""arsam-bench on tiny models: the harness runs and its JSON holds what it promises (never
+timings); accuracy on a digits subset; plots from our JSON and from mmengine logs."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from arsam import nets
+from arsam.bench import accuracy, main
+from arsam.bench.common import (OPTIMIZERS, build_optimizer, digits_split, per_sample_closure,
+                                symmetric_noise, train_step)
+from arsam.bench.plots import load_trace
+from arsam.bench.throughput import PassTimer, mixed, run, summarize
+
+B = 8
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, above all on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# forward / backward samples of one step at batch B (SAM-gradient steps for the reuse optimizers)
+SAMPLES = {"SGD": (8, 8), "SAM": (16, 16), "ESAM": (8 + 8 + 4, 8 + 4),
+           "KSAM": (8 + 1 + 4, 1 + 4)}
+
+
+@pytest.fixture(scope="module")
+def throughput():
+    torch.manual_seed(0)
+    return run(model="tiny", batch_size=B, steps=2, warmup=1, rates=(0.5,), device="cpu",
+               memory=False)
+
+
+def test_throughput_rows_and_types(throughput):
+    rows = throughput["results"]
+    assert [r["label"] for r in rows] == list(OPTIMIZERS) + ["VSAM@0.5", "ARSAM@0.5"]
+    floats = ("sampling_rate", "realized_rate", "step_time_s", "images_per_s", "forward_s",
+              "backward_s", "overhead_s", "overhead_fraction", "forward_samples",
+              "backward_samples", "speed_vs_sgd", "speed_vs_sam")
+    for r in rows:
+        assert all(isinstance(r[k], float) for k in floats), r["label"]
+        assert r["steps"] == 2 and len(r["step_times_s"]) == 2
+        assert r["peak_memory_mb"] is None
+        assert r["images_per_s"] == pytest.approx(B / r["step_time_s"], rel=1e-12)
+        assert r["rate_source"] in ("schedule", "realized")
+    by = {r["label"]: r for r in rows}
+    assert by["SGD"]["speed_vs_sgd"] == 1.0 and by["SAM"]["speed_vs_sam"] == 1.0
+    for name, (fwd, bwd) in SAMPLES.items():
+        assert (by[name]["forward_samples"], by[name]["backward_samples"]) == (fwd, bwd)
+    # ARSAM at 0.5 after its SAM step 1: steps 2, 3 are plain, sampled (credit 0.5, 1.0)
+    arsam_row = by["ARSAM@0.5"]
+    assert (arsam_row["sampling_rate"], arsam_row["realized_rate"]) == (0.5, 0.5)
+    assert arsam_row["forward_samples"] == 0.5 * 16 + 0.5 * 8
+    assert throughput["config"]["rates"] == [0.5]
+    json.dumps(throughput)  # serializable as is
+
+
+def test_mixed_weights_the_medians_of_the_two_kinds_of_step():
+    values, sampled = [1.0, 2.0, 10.0, 20.0, 30.0], np.array([0, 0, 1, 1, 1], dtype=bool)
+    assert mixed(values, sampled, 0.25) == 0.25 * 20.0 + 0.75 * 1.5
+    assert mixed(values, sampled, 1.0) == 20.0
+
+
+def test_summary_falls_back_to_the_realized_rate_when_one_kind_of_step_is_missing():
+    record = dict(step=[2.0, 4.0], forward=[1.0, 1.0], backward=[0.5, 1.0], sampled=[False] * 2,
+                  forward_samples=[8, 8], backward_samples=[8, 8], rate=0.2)
+    row = summarize("VSAM@0.2", "VSAM", 0.2, record, 8)
+    assert (row["sampling_rate"], row["rate_source"]) == (0.0, "realized")
+    assert (row["step_time_s"], row["overhead_s"], row["images_per_s"]) == (3.0, 1.25, 8 / 3.0)
+    assert row["step_time_sampled_s"] is None and row["step_time_unsampled_s"] == 3.0
+
+
+def test_pass_timer_counts_closure_and_backward_and_restores_autograd():
+    original = torch.autograd.backward
+    model = nets.SmallCNN(10, in_channels=3, width=4)
+    closure = per_sample_closure(model, torch.randn(4, 3, 8, 8), torch.arange(4))
+    timer = PassTimer(torch.device("cpu"))
+    with timer:
+        assert torch.autograd.backward is not original
+        timer.wrap(closure)().mean().backward()
+    assert torch.autograd.backward is original
+    assert timer.forward > 0 and timer.backward > 0
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_fixed_rate_schedule_samples_evenly_after_one_sam_step():
+    torch.manual_seed(0)
+    model = nets.SmallCNN(10, in_channels=3, width=4)
+    opt = build_optimizer("ARSAM", model, lr=0.01, rate=0.25)
+    closure = per_sample_closure(model, torch.randn(4, 3, 8, 8), torch.arange(4))
+    pattern = [train_step(opt, closure)[1]["sampled"] for _ in range(9)]
+    assert pattern == [True, False, False, False, True, False, False, False, True]
+    assert opt.schedule.rate == 0.25  # alpha = 0: the rate never adapts
+    with pytest.raises(ValueError, match="rate applies to VSAM and ARSAM only, got SAM"):
+        build_optimizer("SAM", model, lr=0.01, rate=0.5)
+
+
+def test_digits_split_and_symmetric_noise():
+    clean = digits_split(0.0)
+    noisy = digits_split(0.2)
+    assert clean[0].shape == (1257, 1, 8, 8) and clean[2].shape == (540, 1, 8, 8)
+    assert clean[0].dtype == torch.float32 and 0 <= clean[0].min() and clean[0].max() <= 1
+    torch.testing.assert_close(noisy[0], clean[0])
+    torch.testing.assert_close(noisy[3], clean[3])  # test labels stay clean
+    assert (noisy[1] != clean[1]).sum().item() == round(0.2 * 1257)
+    torch.testing.assert_close(digits_split(0.2)[1], noisy[1])  # deterministic
+    with pytest.raises(ValueError, match=r"noise must be in \[0, 1\), got 1.0"):
+        symmetric_noise(np.zeros(4, dtype=int), 1.0, 10, 0)
+
+
+def test_throughput_cli_writes_json_with_memory(tmp_path, capsys):
+    path = tmp_path / "t.json"
+    assert main(["throughput", "--model", "tiny", "--batch-size", "8", "--steps", "1",
+                 "--warmup", "1", "--rates", "0.5", "--optimizers", "ARSAM",
+                 "--device", "cpu", "--threads", "1", "--json", str(path)]) == 0
+    data = json.loads(path.read_text())
+    assert [r["label"] for r in data["results"]] == ["ARSAM", "ARSAM@0.5"]
+    assert [type(r["peak_memory_mb"]) for r in data["results"]] == [float, type(None)]
+    assert data["results"][0]["speed_vs_sgd"] is None  # SGD not run
+    assert data["machine"]["device"] == "cpu" and data["config"]["model"] == "tiny"
+    assert "ARSAM@0.5" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["throughput", "--rates", "0,0.5"], "--rates must be a comma-separated list of rates in"),
+    (["throughput", "--optimizers", "SGD,Adam"], "--optimizers must be a comma-separated list"),
+    (["accuracy", "--noise", "1.0"], "--noise must be a comma-separated list of fractions"),
+    (["accuracy", "--seeds", "0"], "--seeds must be an int >= 1, got '0'"),
+])
+def test_cli_rejects_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert message in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def digits_run():
+    return accuracy.run(noises=(0.0, 0.4), seeds=2, epochs=2, optimizers=("SGD", "SAM", "ARSAM"),
+                        batch_size=32, train_subset=96, device="cpu")
+
+
+def test_accuracy_results(digits_run):
+    result, trace = digits_run
+    rows = result["results"]
+    assert [(r["optimizer"], r["noise"]) for r in rows] == [
+        (name, noise) for noise in (0.0, 0.4) for name in ("SGD", "SAM", "ARSAM")]
+    for r in rows:
+        assert r["steps"] == 2 * (96 // 32) and r["seeds"] == 2 and len(r["runs"]) == 2
+        accs = [run["accuracy"] for run in r["runs"]]
+        assert r["accuracy_mean"] == pytest.approx(sum(accs) / 2, rel=1e-12)
+        assert r["accuracy_std"] == pytest.approx(abs(accs[0] - accs[1]) / 2 ** 0.5, rel=1e-12)
+        for run in r["runs"]:
+            assert 0 <= run["accuracy"] <= 100 and run["train_time_s"] > 0
+            assert len(run["curve"]) == 2 and run["curve"][-1] == [run["train_time_s"],
+                                                                    run["accuracy"]]
+            assert run["images_per_s"] == pytest.approx(6 * 32 / run["train_time_s"], rel=1e-12)
+    grads = {r["optimizer"]: r["sam_gradients"] for r in rows}
+    # ARSAM's schedule starts after 100 steps: all 6 steps are SAM steps
+    assert grads == {"SGD": 0, "SAM": 6, "ARSAM": 6}
+    assert [(t["optimizer"], t["noise"], t["seed"], len(t["records"])) for t in trace["runs"]] == [
+        ("ARSAM", 0.0, 0, 6), ("ARSAM", 0.4, 0, 6)]
+    first = trace["runs"][0]["records"][0]
+    assert set(first) == {"step", "loss", "sampled", "sampling_rate", "psf_norm", "sgd_norm"}
+    assert first["step"] == 1 and first["sampled"] is True and first["psf_norm"] > 0
+    json.dumps(result), json.dumps(trace)
+
+
+def test_same_seed_same_result(digits_run):
+    again, _ = accuracy.run(noises=(0.4,), seeds=1, epochs=2, optimizers=("SGD", "SAM", "ARSAM"),
+                            batch_size=32, train_subset=96, device="cpu", trace=False)
+    first = [r for r in digits_run[0]["results"] if r["noise"] == 0.4]
+    assert ([r["runs"][0]["accuracy"] for r in first] ==
+            [r["runs"][0]["accuracy"] for r in again["results"]])
+
+
+def test_missing_cifar_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="holds no cifar10 data in torchvision's layout"):
+        accuracy.run(noises=(0.0,), seeds=1, epochs=1, dataset="cifar10", data_root=str(tmp_path),
+                     device="cpu")
+    with pytest.raises(ValueError, match="--dataset cifar100 needs --data-root"):
+        accuracy.run(dataset="cifar100", device="cpu")
+
+
+def test_plot_from_accuracy_json_and_trace(digits_run, tmp_path):
+    result, trace = digits_run
+    (tmp_path / "a.json").write_text(json.dumps(result))
+    (tmp_path / "t.json").write_text(json.dumps(trace))
+    assert main(["plot", "--accuracy-json", str(tmp_path / "a.json"), "--trace-json",
+                 str(tmp_path / "t.json"), "--out", str(tmp_path / "out")]) == 0
+    for name in ("accuracy_vs_time.png", "sampling_trace.png"):
+        assert (tmp_path / "out" / name).read_bytes()[:8] == PNG
+
+
+def test_plot_reads_mmengine_scalars(tmp_path):
+    log = tmp_path / "20260101_000000" / "vis_data" / "scalars.json"
+    log.parent.mkdir(parents=True)
+    lines = [dict(lr=0.1, loss=2.3, sampled=1.0, sampling_rate=1.0, psf_norm=0.5, sgd_norm=2.0,
+                  step=1),
+             dict(coco_metric=0.1, step=1),  # an evaluation line: no trace keys
+             {"train/sampled": 0.0, "train/sampling_rate": 0.5, "train/psf_norm": 0.5, "iter": 2}]
+    log.write_text("\n".join(json.dumps(entry) for entry in lines) + "\n")
+    runs = load_trace(str(log))
+    assert runs == [dict(label="20260101_000000", group="mmengine log", records=[
+        dict(sampling_rate=1.0, psf_norm=0.5, sgd_norm=2.0, sampled=True, step=1),
+        dict(sampling_rate=0.5, psf_norm=0.5, sgd_norm=None, sampled=False, step=2)])]
+    assert main(["plot", "--trace-json", str(log), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "sampling_trace.png").read_bytes()[:8] == PNG
+
+
+def test_plot_rejects_logs_without_trace_keys(tmp_path):
+    log = tmp_path / "scalars.json"
+    log.write_text(json.dumps(dict(loss=1.0, step=1)) + "\n")
+    with pytest.raises(ValueError, match="no entries with any of the keys sampling_rate"):
+        load_trace(str(log))
+    log.write_text("not json\n")
+    with pytest.raises(ValueError, match="line 1 is not JSON"):
+        load_trace(str(log))
+    with pytest.raises(ValueError, match="plot needs --accuracy-json and/or --trace-json"):
+        main(["plot", "--out", str(tmp_path)])

@@ -1,0 +1,58 @@
+"""arsam-train on digits: config handling, a short Runner run that evaluates, and --resume."""
+import json
+import os.path as osp
+
+import pytest
+import torch
+
+from arsam.mmlab.train import build_config, main, parse_args
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SGD = osp.join(ROOT, "configs", "digits", "smallcnn_sgd.py")
+
+
+def train(config, work_dir, *options, resume=()):
+    """Run ``arsam-train`` and return the scalars it logged (one dict per logged step)."""
+    assert main([config, "--work-dir", str(work_dir), *resume,
+                 "--cfg-options", "default_hooks.logger.interval=5", *options]) is None
+    [scalars] = list(work_dir.glob("*/vis_data/scalars.json"))[-1:]
+    return [json.loads(line) for line in open(scalars)]
+
+
+def checkpoint(path):
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def test_build_config_options():
+    cfg = build_config(parse_args([SGD, "--cfg-options", "train_cfg.max_epochs=3",
+                                   "model.net.width=8"]))
+    assert cfg.work_dir == osp.join("./work_dirs", "smallcnn_sgd")
+    assert cfg.train_cfg.max_epochs == 3 and cfg.model.net.width == 8
+    assert cfg.resume is False and cfg.load_from is None and cfg.launcher == "none"
+    cfg = build_config(parse_args([SGD, "--work-dir", "w", "--resume"]))
+    assert cfg.work_dir == "w" and cfg.resume is True and cfg.load_from is None
+    cfg = build_config(parse_args([SGD, "--resume", "w/epoch_1.pth", "--launcher", "pytorch"]))
+    assert cfg.resume is True and cfg.load_from == "w/epoch_1.pth" and cfg.launcher == "pytorch"
+    assert cfg.env_cfg.dist_cfg.backend == ("nccl" if torch.cuda.is_available() else "gloo")
+    with pytest.raises(SystemExit):
+        parse_args([SGD, "--launcher", "slurm"])
+
+
+def test_short_run_evaluates_and_resumes_exactly(tmp_path):
+    epochs = ["train_cfg.val_interval=1", "default_hooks.checkpoint.interval=1"]
+    scalars = train(SGD, tmp_path / "whole", "train_cfg.max_epochs=2", *epochs)
+    [val1, val2] = [s for s in scalars if "accuracy/top1" in s]
+    assert val2["step"] == 2 and 50 < val2["accuracy/top1"] <= val2["accuracy/top5"] <= 100
+    # every 5 iterations of each 23-iteration epoch (the epoch's last 3 are not logged)
+    assert [s["iter"] for s in scalars if "loss" in s] == [5, 10, 15, 20, 28, 33, 38, 43]
+    log = open(next((tmp_path / "whole").glob("*/*.log"))).read()
+    assert "eta:" in log and "Epoch(train) [2][20/23]" in log
+
+    # stopped after one epoch, then resumed from the work dir's latest checkpoint
+    train(SGD, tmp_path / "split", "train_cfg.max_epochs=1", *epochs)
+    train(SGD, tmp_path / "split", "train_cfg.max_epochs=2", *epochs, resume=["--resume"])
+    whole, resumed = (checkpoint(tmp_path / d / "epoch_2.pth") for d in ("whole", "split"))
+    assert whole["meta"]["iter"] == resumed["meta"]["iter"] == 46
+    for name, tensor in whole["state_dict"].items():
+        torch.testing.assert_close(resumed["state_dict"][name], tensor, rtol=0, atol=0,
+                                   msg=name)
