@@ -79,6 +79,7 @@ def test_checkpoint_of_another_architecture_rejected_before_training(tmp_path, o
     cfg.model.fp_checkpoint = str(tmp_path / "other.pth")
     cfg.work_dir = str(tmp_path / "work")
     cfg.visualizer.vis_backends = [dict(type="LocalVisBackend")]
+    cfg.default_scope = None                  # leave no global DefaultScope to other tests
     with pytest.raises(ValueError, match=r"fp_checkpoint '.*other.pth' does not hold a "
                                          r"full-precision SmallCNN of this architecture: "
                                          + message):
