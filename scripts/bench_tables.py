@@ -16,7 +16,7 @@ def throughput(result):
             "| fwd / bwd samples per step | overhead | peak memory MiB |",
             "|---|---|---|---|---|---|---|---|---|"]
     for r in result["results"]:
-        kinds = f"{cell(r['step_time_sampled_s'], '.2f')} / {cell(r['step_time_unsampled_s'], '.2f')}"
+        kinds = f"{cell(r['step_time_sampled_s'], '.3g')} / {cell(r['step_time_unsampled_s'], '.3g')}"
         mixed = r["optimizer"] in ("PeriodicSAM", "VSAM", "ARSAM")
         rate = f"{r['sampling_rate']:.2f}" + (" (realized)" if mixed and r["rate_source"] ==
                                                "realized" else "")

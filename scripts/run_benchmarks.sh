@@ -10,7 +10,7 @@ OUT=docs/results
 mkdir -p "$OUT"
 "$PY" -m arsam.bench accuracy --noise 0,0.2,0.4 --seeds 3 --epochs 30 --threads 1 \
     --json "$OUT/accuracy_digits.json" --trace-json "$OUT/trace_digits.json"
-"$PY" -m arsam.bench throughput --model resnet18 --batch-size 128 --warmup 1 --steps 6 \
+"$PY" -m arsam.bench throughput --model resnet18 --batch-size 128 --warmup 1 --steps 5 \
     --threads 1 --json "$OUT/throughput_resnet18.json"
 "$PY" -m arsam.bench plot --accuracy-json "$OUT/accuracy_digits.json" \
     --trace-json "$OUT/trace_digits.json" --out "$OUT"
