@@ -70,8 +70,9 @@ class _PyramidBasic(nn.Module):
     def __init__(self, cin, cout, stride):
         super().__init__()
         self.body = nn.Sequential(
-            nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True), nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+            nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(cout), nn.ReLU(inplace=True), nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(cout))
         self.pool = nn.AvgPool2d(2, ceil_mode=True) if stride == 2 else nn.Identity()
         self.extra = cout - cin
 

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from arsam.engine import check_arg
+
 from .layers import QUANTIZED
 from .lsq import check_bits
 
@@ -50,6 +52,7 @@ def quantize_model(model, w_bits=4, a_bits=4, first_last_bits=8, skip=(), per_ch
     check_bits("a_bits", a_bits)
     if first_last_bits is not None:
         check_bits("first_last_bits", first_last_bits)
+    check_arg("skip", skip, not isinstance(skip, str), "a sequence of layer names, not a string")
     layers = [name for name, m in model.named_modules() if type(m) in QUANTIZED]
     if not layers:
         raise ValueError(f"quantize_model: {type(model).__name__} has no nn.Conv2d or nn.Linear "

@@ -1,11 +1,12 @@
-"""Worker of tests/test_mm_ddp.py, started by torchrun: trains each case through mmengine's Runner
-with MMDistributedDataParallel (gloo) and saves its parameters and per-step stats per rank."""
+"""Worker of tests/test_mm_ddp.py, started by torchrun: trains each case through mmengine's
+Runner with MMDistributedDataParallel (gloo) and saves its parameters and stats per rank."""
 import os
 import sys
 
 import torch
 import torch.distributed as dist
-from mm_tiny import PerSampleClassifier, TinyClassifier, TinyData, make_model, make_runner, optim_cfg
+from mm_tiny import (PerSampleClassifier, TinyClassifier, TinyData, make_model, make_runner,
+                     optim_cfg)
 from mmengine.hooks import Hook
 
 STEPS = 3
@@ -41,10 +42,10 @@ def main(out_dir):
                                             broadcast_buffers=False)))
         runner.train()
         params = {k: v.detach().clone() for k, v in runner.model.module.named_parameters()}
-        torch.save(dict(params=params, stats=record.stats), os.path.join(out_dir, f"{case}-{rank}.pt"))
+        torch.save(dict(params=params, stats=record.stats),
+                   os.path.join(out_dir, f"{case}-{rank}.pt"))
     dist.destroy_process_group()
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     main(sys.argv[1])

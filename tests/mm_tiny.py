@@ -85,7 +85,8 @@ def make_runner(work_dir, model, optim_wrapper, max_iters=4, data=None, **kwargs
         train_cfg=dict(by_epoch=False, max_iters=max_iters), optim_wrapper=optim_wrapper,
         default_hooks=dict(logger=dict(type="LoggerHook", interval=1),
                            checkpoint=dict(type="CheckpointHook", interval=10 ** 6)),
-        log_processor=dict(by_epoch=False, window_size=1))
+        log_processor=dict(by_epoch=False, window_size=1),
+        default_scope=None)  # no global DefaultScope left behind for other tests
     cfg.update(kwargs)
     return Runner(**cfg)
 

@@ -11,7 +11,7 @@ from arsam.bench import accuracy, main
 from arsam.bench.common import (OPTIMIZERS, build_optimizer, digits_split, per_sample_closure,
                                 symmetric_noise, train_step)
 from arsam.bench.plots import load_trace
-from arsam.bench.throughput import PassTimer, mixed, run, summarize
+from arsam.bench.throughput import PassTimer, mixed, peak_rss_mib, run, summarize
 
 B = 8
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -43,15 +43,20 @@ def test_throughput_rows_and_types(throughput):
     assert [r["label"] for r in rows] == list(OPTIMIZERS) + ["VSAM@0.5", "ARSAM@0.5"]
     floats = ("sampling_rate", "realized_rate", "step_time_s", "images_per_s", "forward_s",
               "backward_s", "overhead_s", "overhead_fraction", "forward_samples",
-              "backward_samples", "speed_vs_sgd", "speed_vs_sam")
+              "backward_samples", "speed_vs_sgd", "speed_vs_sam", "relative_step_time")
     for r in rows:
         assert all(isinstance(r[k], float) for k in floats), r["label"]
         assert r["steps"] == 2 and len(r["step_times_s"]) == 2
+        assert [type(v) for v in r["sampled_steps"]] == [bool, bool]
         assert r["peak_memory_mb"] is None
         assert r["images_per_s"] == pytest.approx(B / r["step_time_s"], rel=1e-12)
         assert r["rate_source"] in ("schedule", "realized")
     by = {r["label"]: r for r in rows}
     assert by["SGD"]["speed_vs_sgd"] == 1.0 and by["SAM"]["speed_vs_sam"] == 1.0
+    assert by["SGD"]["relative_step_time"] == 1.0  # its own steps over its own steps
+    for r in rows:
+        assert r["speed_vs_sam"] == pytest.approx(by["SAM"]["relative_step_time"]
+                                                  / r["relative_step_time"], rel=1e-12)
     for name, (fwd, bwd) in SAMPLES.items():
         assert (by[name]["forward_samples"], by[name]["backward_samples"]) == (fwd, bwd)
     # ARSAM at 0.5 after its SAM step 1: steps 2, 3 are plain, sampled (credit 0.5, 1.0)
@@ -117,12 +122,15 @@ def test_digits_split_and_symmetric_noise():
 
 def test_throughput_cli_writes_json_with_memory(tmp_path, capsys):
     path = tmp_path / "t.json"
+    ballast = torch.ones(2 ** 26)  # 256 MiB in this process that the probe must not count
     assert main(["throughput", "--model", "tiny", "--batch-size", "8", "--steps", "1",
                  "--warmup", "1", "--rates", "0.5", "--optimizers", "ARSAM",
                  "--device", "cpu", "--threads", "1", "--json", str(path)]) == 0
     data = json.loads(path.read_text())
     assert [r["label"] for r in data["results"]] == ["ARSAM", "ARSAM@0.5"]
     assert [type(r["peak_memory_mb"]) for r in data["results"]] == [float, type(None)]
+    assert data["results"][0]["peak_memory_mb"] < peak_rss_mib() - 200
+    del ballast
     assert data["results"][0]["speed_vs_sgd"] is None  # SGD not run
     assert data["machine"]["device"] == "cpu" and data["config"]["model"] == "tiny"
     assert "ARSAM@0.5" in capsys.readouterr().out
@@ -207,7 +215,7 @@ def test_plot_reads_mmengine_scalars(tmp_path):
              {"train/sampled": 0.0, "train/sampling_rate": 0.5, "train/psf_norm": 0.5, "iter": 2}]
     log.write_text("\n".join(json.dumps(entry) for entry in lines) + "\n")
     runs = load_trace(str(log))
-    assert runs == [dict(label="20260101_000000", records=[
+    assert runs == [dict(label="20260101_000000", group="mmengine log", records=[
         dict(sampling_rate=1.0, psf_norm=0.5, sgd_norm=2.0, sampled=True, step=1),
         dict(sampling_rate=0.5, psf_norm=0.5, sgd_norm=None, sampled=False, step=2)])]
     assert main(["plot", "--trace-json", str(log), "--out", str(tmp_path)]) == 0

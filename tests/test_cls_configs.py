@@ -111,12 +111,30 @@ def test_optimizer_arguments_exist_in_the_core():
 @pytest.mark.skipif(not WRAPPERS_LANDED, reason="the SAM-family optim wrappers are not merged")
 @pytest.mark.parametrize("algorithm", [a for a in WRAPPER if a != "sgd"])
 def test_digits_sam_family_trains_through_cli(algorithm, tmp_path):
-    from arsam.mmlab.train import main
+    from test_cls_train import checkpoint, train
     config = osp.join(ROOT, "configs", "digits", f"smallcnn_{algorithm}.py")
     # 128 training images: 2 iterations per epoch, 3 epochs, evaluated at the end
-    runner = main([config, "--work-dir", str(tmp_path), "--cfg-options",
-                   "train_dataloader.dataset.test_size=1669", "train_cfg.max_epochs=3",
-                   "train_cfg.val_interval=3", "default_hooks.logger.interval=1"])
-    assert runner.train_loop.iter == 6
-    assert 0 <= runner.message_hub.get_scalar("val/accuracy/top1").current() <= 100
-    assert all(torch.isfinite(p).all() for p in runner.model.parameters())
+    scalars = train(config, tmp_path, "train_dataloader.dataset.test_size=1669",
+                    "train_cfg.max_epochs=3", "train_cfg.val_interval=3",
+                    "default_hooks.logger.interval=1")
+    steps = [s for s in scalars if "loss" in s]
+    assert [s["iter"] for s in steps] == [1, 2, 3, 4, 5, 6]
+    logged = {"sampled", "sampling_rate"} | (
+        {"psf_norm"} if algorithm in ("vsam", "arsam") else set())
+    assert all(logged <= set(s) for s in steps)  # the optimizer's stats reach the log
+    assert 0 <= scalars[-1]["accuracy/top1"] <= 100
+    state = checkpoint(tmp_path / "epoch_3.pth")
+    assert state["meta"]["iter"] == 6
+    assert all(torch.isfinite(t).all() for t in state["state_dict"].values())
+
+
+def test_cifar_config_model_normalizes_uint8_batches():
+    cfg = Config.fromfile(osp.join(ROOT, "configs", "cifar100", "resnet18_sgd.py"))
+    model = MODELS.build(dict(cfg.model, data_preprocessor=cfg.data_preprocessor))
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    data = model.data_preprocessor(dict(inputs=images, data_samples=torch.tensor([3, 99])), True)
+    mean = torch.tensor(cfg.data_preprocessor.mean).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.data_preprocessor.std).view(1, 3, 1, 1)
+    torch.testing.assert_close(data["inputs"], (images.float() - mean) / std)
+    model.eval()
+    assert model(**data, mode="tensor").shape == (2, 100)

@@ -110,3 +110,36 @@ def test_accuracy_metric_by_hand():
     assert small.evaluate(1) == {"accuracy/top1": 0.0}
     with pytest.raises(ValueError, match=r"topk must be a non-empty sequence of ints >= 1"):
         Accuracy(topk=())
+
+
+class FakeCIFAR:
+    """Stands in for torchvision's CIFAR10: two flat-colored 32x32 images."""
+    classes = ["a", "b"]
+
+    def __init__(self, root, train, download):
+        from PIL import Image
+        self.items = [(Image.new("RGB", (32, 32), (200, 100, 50)), 1)] * 2
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+    def __len__(self):
+        return 2
+
+
+def test_cifar_items_and_train_augmentation(monkeypatch):
+    import torchvision
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCIFAR)
+    image = torch.tensor([200, 100, 50], dtype=torch.uint8).view(3, 1, 1).expand(3, 32, 32)
+    test = CIFAR10(split="test")
+    assert test.metainfo == dict(classes=("a", "b")) and len(test) == 2
+    assert test[0]["data_samples"] == 1 and torch.equal(test[0]["inputs"], image)
+    torch.manual_seed(0)
+    for _ in range(10):
+        x = CIFAR10(split="train")[0]["inputs"]
+        assert x.shape == (3, 32, 32) and x.dtype == torch.uint8
+        cut = (x == torch.tensor([125, 123, 114], dtype=torch.uint8).view(3, 1, 1)).all(0)
+        pad = (x == 0).all(0)                      # zero padding shifted in by the crop
+        assert 64 <= cut.sum() <= 256              # Cutout 16x16, clipped to at least 8x8
+        assert ((x == image).all(0) | cut | pad).all()
+    assert torch.equal(CIFAR10(split="train", augment=False)[0]["inputs"], image)

@@ -1,4 +1,4 @@
-"""ImageClassifier: losses against a hand-written cross-entropy, predictions, protocol; PyramidNet."""
+"""ImageClassifier: losses against a hand-written cross-entropy, predictions; PyramidNet."""
 import pytest
 import torch
 

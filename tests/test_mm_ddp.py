@@ -20,8 +20,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
-    env = dict(os.environ, OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")]))
+    path = os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone",
          f"--nproc_per_node={WORLD}", os.path.join(HERE, "mm_ddp_worker.py"), str(out)],
@@ -70,8 +70,8 @@ def replica_sam(model, sync_ascent, rho=0.05, lr=0.1):
 
 
 def synced_core(model, core_class, lr=0.1, **kwargs):
-    """A core optimizer whose every pass is all-reduced equals the core on the replicas' batches
-    together (each replica's BatchNorm on its own samples): the closure concatenates them."""
+    """A core optimizer whose every pass is all-reduced equals the core on the replicas'
+    batches together (BatchNorm per replica's samples): the closure concatenates them."""
     model, data = copy.deepcopy(model).train(), TinyData(n=32)
     opt = core_class(model.parameters(), base_optimizer=torch.optim.SGD, lr=lr, momentum=0.9,
                      weight_decay=5e-4, model=model, **kwargs)

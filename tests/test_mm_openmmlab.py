@@ -6,12 +6,14 @@ import uuid
 import pytest
 import torch
 from mmengine.dataset import pseudo_collate
-from mmengine.registry import init_default_scope
+from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner
 from mmengine.structures import InstanceData, PixelData
 from torch.utils.data import Dataset
 
 import arsam
+import mmpose.models  # noqa: F401  (registers into mmpose's registries; after arsam)
+import mmseg.models  # noqa: F401
 
 STEPS, BATCH, SIZE = 2, 2, 32
 NORM = dict(type="BN", requires_grad=True)
@@ -74,9 +76,8 @@ TASKS = {"mmseg": (SEG_MODEL, seg_sample, "backbone.stem.1"),
 
 
 def build(scope, model_cfg):
-    init_default_scope(scope)
-    from mmengine.registry import MODELS
-    model = MODELS.build(model_cfg)
+    with DefaultScope.overwrite_default_scope(scope):  # leaves the global scope as it was
+        model = MODELS.build(model_cfg)
     model.init_weights()  # here, so that the Runner's call is a no-op and copies stay equal
     return model
 
@@ -90,7 +91,7 @@ def test_unmodified_model_trains_through_the_runner(tmp_path, scope, wrapper):
     kwargs = dict(start_iter=1, window=2, slices=1) if wrapper.startswith("AR") else {}
     expected = reference(model, data, getattr(arsam, wrapper[:-len("OptimWrapper")]), **kwargs)
     runner = Runner(
-        model=model, work_dir=str(tmp_path), experiment_name=uuid.uuid4().hex, default_scope=scope,
+        model=model, work_dir=str(tmp_path), experiment_name=uuid.uuid4().hex, default_scope=None,
         train_dataloader=dict(dataset=data, batch_size=BATCH, num_workers=0,
                               sampler=dict(type="InfiniteSampler", shuffle=False),
                               collate_fn=dict(type="pseudo_collate")),

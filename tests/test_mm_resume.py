@@ -1,4 +1,4 @@
-"""Checkpoint save and resume through the Runner: a resumed run ends where an uninterrupted one does."""
+"""Checkpoint save and resume through the Runner: a resumed run ends as an uninterrupted one."""
 import os
 
 import pytest

@@ -1,4 +1,4 @@
-"""The registered mmengine optim wrappers, through mmengine's Runner, against the core optimizers."""
+"""The registered mmengine optim wrappers through mmengine's Runner, against the core alone."""
 import glob
 import json
 import os
@@ -93,17 +93,25 @@ class RecordSampled(Hook):
         self.sampled.append(runner.optim_wrapper.optimizer.stats["sampled"])
 
 
-@pytest.mark.parametrize("name, kwargs", [("SAM", {}), ("ARSAM", SCHEDULE)])
-def test_first_pass_is_the_forward_train_step_ran(tmp_path, name, kwargs):
-    """One forward per step, plus one per SAM gradient: train_step's forward is reused."""
-    model = make_model(TinyClassifier)
+@pytest.mark.parametrize("name, kwargs, model_class, passes", [
+    ("SAM", {}, TinyClassifier, 1),                  # + the perturbed pass
+    ("ARSAM", SCHEDULE, TinyClassifier, 1),          # + the perturbed pass on sampled steps
+    ("KSAM", {}, PerSampleClassifier, 3),            # ranking forward + K1 and K2 passes
+    ("ESAM", dict(beta=1.0, gamma=0.5), PerSampleClassifier, 3),  # + SDS forward, B+ pass
+    ("ESAM", dict(beta=0.5, gamma=0.5), PerSampleClassifier, 4),  # SWP pass replayed
+])
+def test_first_pass_is_the_forward_train_step_ran(tmp_path, name, kwargs, model_class, passes):
+    """Forwards per step: the core's passes, train_step's forward being the first one."""
+    model = make_model(model_class)
     runner = make_runner(tmp_path, model, optim_cfg(f"{name}OptimWrapper", **kwargs),
                          max_iters=STEPS)
     record = RecordSampled()
     runner.register_hook(record)
     runner.train()
-    assert len(model.autocast_log) == STEPS + sum(record.sampled)
-    assert sum(record.sampled) == STEPS if name == "SAM" else 0 < sum(record.sampled) < STEPS
+    sam_passes = sum(record.sampled) if name in ("SAM", "ARSAM") else 0
+    assert len(model.autocast_log) == passes * STEPS + sam_passes
+    if name == "ARSAM":
+        assert 0 < sum(record.sampled) < STEPS
 
 
 def test_param_schedulers_reach_the_base_optimizer(tmp_path):

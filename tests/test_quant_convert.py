@@ -87,6 +87,7 @@ def test_untraceable_model_quantized_signed_with_warning():
     (dict(first_last_bits=0), r"^first_last_bits must be an int in \[2, 8\], got 0$"),
     (dict(skip=("features.1", "nope")),
      r"^skip names \['features.1', 'nope'\] that are not nn.Conv2d/nn.Linear layers"),
+    (dict(skip="fc"), r"^skip must be a sequence of layer names, not a string, got 'fc'$"),
     (dict(first_last_bits=None, skip=("features.3",)),
      r"^quantize_model: no layer left to quantize"),
 ])

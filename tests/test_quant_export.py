@@ -1,4 +1,4 @@
-"""Export: int8 codes and steps survive torch.save/load; the integer forward is the fake-quant one."""
+"""Export: int8 codes and steps survive torch.save/load; integer forward = fake-quant forward."""
 import io
 
 import pytest

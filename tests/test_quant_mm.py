@@ -19,6 +19,29 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "quant"
 SMALL = dict(type="small_cnn", num_classes=10, in_channels=1, width=16)
 
 
+FP = {"resnet18": ("cifar10", "cifar_resnet18"), "mobilenetv2": ("cifar10", "mobilenet_v2_cifar"),
+      "smallcnn": ("digits", "small_cnn")}
+OPTIMIZERS = ["sgd", "sam", "esam", "ksam", "vsam", "arsam"]
+
+
+@pytest.mark.parametrize("net", list(FP))
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_config_fine_tunes_the_full_precision_config_output(net, optimizer):
+    cfg = Config.fromfile(CONFIGS / f"{net}_w4a4_{optimizer}.py")
+    dataset, net_type = FP[net]
+    fp = Config.fromfile(CONFIGS.parent / dataset / f"{net}_sgd.py")
+    assert cfg.model.type == "QuantizedClassifier" and cfg.model.net == fp.model.net
+    assert cfg.model.net.type == net_type
+    assert cfg.model.fp_checkpoint == f"work_dirs/{net}_sgd/epoch_{fp.train_cfg.max_epochs}.pth"
+    assert cfg.model.quantize == dict(w_bits=4, a_bits=4, first_last_bits=8)
+    assert cfg.optim_wrapper.paramwise_cfg == dict(custom_keys={"quantizer.step": dict(rho=0.0)})
+    assert cfg.optim_wrapper.optimizer == dict(type="SGD", lr=0.01, momentum=0.9,
+                                               weight_decay=5e-4)
+    wrapper = fp.optim_wrapper.type if optimizer == "sgd" else f"{optimizer.upper()}OptimWrapper"
+    assert cfg.optim_wrapper.type == wrapper
+    assert cfg.train_dataloader == fp.train_dataloader
+
+
 def save_classifier(path, net=SMALL, seed=0):
     torch.manual_seed(seed)
     model = MODELS.build(dict(type="ImageClassifier", net=net))
@@ -56,6 +79,7 @@ def test_checkpoint_of_another_architecture_rejected_before_training(tmp_path, o
     cfg.model.fp_checkpoint = str(tmp_path / "other.pth")
     cfg.work_dir = str(tmp_path / "work")
     cfg.visualizer.vis_backends = [dict(type="LocalVisBackend")]
+    cfg.default_scope = None                  # leave no global DefaultScope to other tests
     with pytest.raises(ValueError, match=r"fp_checkpoint '.*other.pth' does not hold a "
                                          r"full-precision SmallCNN of this architecture: "
                                          + message):
@@ -70,7 +94,7 @@ def test_quantized_checkpoint_is_not_a_full_precision_one(tmp_path):
                           fp_checkpoint=str(tmp_path / "q.pth")))
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "sam", "esam", "ksam", "vsam", "arsam"])
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_configs_train_w4a4_through_the_wrappers(tmp_path, optimizer):
     save_classifier(tmp_path / "fp.pth")
     cfg = Config.fromfile(CONFIGS / f"smallcnn_w4a4_{optimizer}.py")

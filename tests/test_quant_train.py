@@ -1,4 +1,6 @@
 """W4A4 models trained through the core optimizers; step sizes kept out of the ascent."""
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -24,12 +26,19 @@ def closure_for(model, x, y):
     return closure
 
 
+@pytest.fixture(scope="module")
+def w4a4():
+    """The converted nets, built once; each test trains its own copy."""
+    torch.manual_seed(0)
+    return {"cifar_resnet18": quant.quantize_model(cifar_resnet18()),
+            "mobilenet_v2_cifar": quant.quantize_model(mobilenet_v2_cifar(width_mult=0.25))}
+
+
 @pytest.mark.parametrize("net", ["cifar_resnet18", "mobilenet_v2_cifar"])
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
-def test_w4a4_models_train_with_every_optimizer(net, name):
+def test_w4a4_models_train_with_every_optimizer(w4a4, net, name):
+    model = copy.deepcopy(w4a4[net])
     torch.manual_seed(0)
-    model = cifar_resnet18() if net == "cifar_resnet18" else mobilenet_v2_cifar(width_mult=0.25)
-    quant.quantize_model(model)
     x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
     closure = closure_for(model, x, y)
     groups = quant.lsq_param_groups(model)
@@ -40,7 +49,7 @@ def test_w4a4_models_train_with_every_optimizer(net, name):
                                      momentum=0.9, model=model, **OPTIMIZERS[name])
     steps = {n: p for n, p in model.named_parameters() if n.endswith("quantizer.step")}
     losses = []
-    for i in range(3):
+    for i in range(2):
         if OPTIMIZERS[name] is None:
             opt.zero_grad()
             loss = closure().mean()
@@ -49,7 +58,7 @@ def test_w4a4_models_train_with_every_optimizer(net, name):
         else:
             loss = opt.step(closure)
         if i == 0:
-            initial = {n: p.detach().clone() for n, p in steps.items()}   # set by the 1st forward
+            initial = {n: p.detach().clone() for n, p in steps.items()}   # after one step
         losses.append(loss.item())
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert all(torch.isfinite(torch.tensor(losses)))

@@ -94,11 +94,11 @@ def parser():
     return p
 
 
-def _write(path, data):
+def _write(path, data, indent=1):
     if path:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with open(path, "w") as f:
-            json.dump(data, f, indent=1)
+            json.dump(data, f, indent=indent, separators=None if indent else (",", ":"))
             f.write("\n")
 
 
@@ -123,7 +123,7 @@ def main(argv=None):
                                      trace=args.trace_json is not None)
         print(accuracy.table(result))
         _write(args.json, result)
-        _write(args.trace_json, trace)
+        _write(args.trace_json, trace, indent=None)
     elif args.command == "plot":
         from .plots import plot
         for path in plot(args.accuracy_json, args.trace_json, args.out):

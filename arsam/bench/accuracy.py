@@ -8,6 +8,8 @@ Times are the wall time of the training steps only (evaluation excluded); images
 training images processed per second of that time. "SAM gradients" counts the steps whose
 ``opt.stats['sampled']`` is true (vsam.txt's sampling number; every step for SAM, ESAM, KSAM).
 """
+import sys
+
 import numpy as np
 import torch
 
@@ -59,6 +61,13 @@ def evaluate(model, x, y, batch_size=1000):
     return 100.0 * correct / len(x)
 
 
+def trace_record(step, loss, stats):
+    """One step of the trace, floats to 4 significant digits (the trace is for plots)."""
+    record = dict(step=step, loss=loss.item(),
+                  **{k: stats.get(k) for k in ("sampled", "sampling_rate", "psf_norm", "sgd_norm")})
+    return {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in record.items()}
+
+
 def train(optimizers, data, make_model, *, seed, epochs, batch_size, lr, rho, device,
           augment=None, trace=()):
     """Train one model per optimizer from the same initialization on the same batches, the
@@ -90,10 +99,7 @@ def train(optimizers, data, make_model, *, seed, epochs, batch_size, lr, rho, de
                 run["gradients"] += bool(stats["sampled"])
                 run["rate"] = stats["sampling_rate"]
                 if name in trace:
-                    run["records"].append(dict(
-                        step=len(run["records"]) + 1, loss=loss.item(),
-                        **{k: stats.get(k) for k in ("sampled", "sampling_rate", "psf_norm",
-                                                     "sgd_norm")}))
+                    run["records"].append(trace_record(len(run["records"]) + 1, loss, stats))
         for run in runs.values():
             run["curve"].append([run["seconds"], evaluate(run["model"], x_te, y_te)])
     steps = epochs * per_epoch
@@ -150,6 +156,7 @@ def run(noises=(0.0, 0.2, 0.4), seeds=3, epochs=30, optimizers=OPTIMIZERS, batch
                 optimizers, data, make_model, seed=seed, epochs=epochs, batch_size=batch_size,
                 lr=lr, rho=rho, device=device, augment=augment,
                 trace=[n for n in optimizers if n in REUSE] if trace and seed == 0 else ())
+            print(f"accuracy: noise {noise:g}, seed {seed} done", file=sys.stderr, flush=True)
             for name in optimizers:
                 runs[name].append(records[name])
             traces += [dict(optimizer=name, noise=noise, seed=seed, records=r)

@@ -52,7 +52,7 @@ def _lookup(entry, key):
 
 
 def load_trace(path):
-    """Runs ``[{label, records}]`` from an ``accuracy`` trace JSON or an mmengine scalars.json."""
+    """Runs ``[{label, group, records}]`` from an ``accuracy`` trace JSON or an mmengine scalars.json."""
     with open(path) as f:
         text = f.read()
     try:
@@ -60,8 +60,8 @@ def load_trace(path):
     except json.JSONDecodeError:
         data = None
     if isinstance(data, dict) and "runs" in data:
-        return [dict(label=f"{r['optimizer']}, noise {r['noise']:g}", records=r["records"])
-                for r in data["runs"]]
+        return [dict(label=r["optimizer"], group=f"label noise {r['noise']:g}",
+                     records=r["records"]) for r in data["runs"]]
     records = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -84,28 +84,35 @@ def load_trace(path):
     for i, r in enumerate(records, 1):
         r["step"] = i if r["step"] is None else r["step"]
     label = os.path.basename(os.path.dirname(os.path.dirname(os.path.abspath(path))))
-    return [dict(label=label or path, records=records)]
+    return [dict(label=label or path, group="mmengine log", records=records)]
 
 
 def plot_trace(runs, path):
-    """Sampling rate, ‖PSF‖ and ‖g_SGD‖ over iterations, one line per run (vsam.txt Fig. 2).
-    The norms are plotted where they were measured (sampled steps)."""
+    """Sampling rate, ‖PSF‖ and ‖g_SGD‖ over iterations (vsam.txt Fig. 2): one column per group
+    (noise level or log), one line per run. The norms are plotted where they were measured
+    (sampled steps)."""
     plt = _pyplot()
-    fig, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
+    groups = list(dict.fromkeys(run["group"] for run in runs))
+    fig, axes = plt.subplots(3, len(groups), figsize=(5 * len(groups), 8), sharex="col",
+                             squeeze=False)
     for run in runs:
-        for ax, key in zip(axes, TRACE_KEYS):
+        column = axes[:, groups.index(run["group"])]
+        for ax, key in zip(column, TRACE_KEYS):
             # a reuse optimizer reports its stored PSF on every step: keep the measured ones
             points = [(r["step"], r[key]) for r in run["records"] if r.get(key) is not None
                       and (key == "sampling_rate" or r.get("sampled") is not False)]
             if points:
                 steps, values = zip(*points)
-                ax.plot(steps, values, label=run["label"], lw=1,
-                        marker=None if key == "sampling_rate" else ".", ms=2)
-    for ax, name in zip(axes, ("sampling rate", "‖PSF‖ (last layers)", "‖g_SGD‖ (last layers)")):
-        ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
-    axes[-1].set_xlabel("iteration")
-    axes[0].legend(fontsize=7, ncol=2)
+                ax.plot(steps, values, label=run["label"], lw=0.8,
+                        marker=None if key == "sampling_rate" else ".", ms=1.5)
+    for column, group in zip(axes.T, groups):
+        column[0].set_title(group)
+        column[-1].set_xlabel("iteration")
+        for ax, name in zip(column, ("sampling rate", "‖PSF‖ (last layers)",
+                                     "‖g_SGD‖ (last layers)")):
+            ax.set_ylabel(name)
+            ax.grid(alpha=0.3)
+        column[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

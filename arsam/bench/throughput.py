@@ -15,8 +15,11 @@ ones) are summarized per kind: every reported time is r·median(sampled steps) +
 of all steps would report one kind only. When the timed steps contain one kind only, r is the
 realized rate (0 or 1) and ``rate_source`` says so.
 
+Speeds relative to SGD and SAM come from per-round ratios: each step time is divided by SGD's
+step time of the same round before the medians are taken, which cancels drift between rounds.
+
 Peak memory is measured in a fresh process per optimizer (steps up to its second SAM gradient):
-the peak RSS on CPU (``getrusage``), ``max_memory_allocated`` on CUDA.
+the peak RSS on CPU (VmHWM), ``max_memory_allocated`` on CUDA.
 """
 import copy
 import json
@@ -95,7 +98,9 @@ def mixed(values, sampled, rate):
     return float(sum(w * np.median(v) for w, v in parts if w > 0))
 
 
-def summarize(label, name, fixed_rate, record, batch_size):
+def summarize(label, name, fixed_rate, record, batch_size, reference=None):
+    """One configuration's row. ``reference``: SGD's step times of the same rounds; each step
+    time divided by SGD's of its round gives ``relative_step_time`` (drift cancels)."""
     sampled = np.array(record["sampled"], dtype=bool)
     rate, source = record["rate"], "schedule"
     if sampled.all() or not sampled.any():
@@ -110,13 +115,15 @@ def summarize(label, name, fixed_rate, record, batch_size):
         rate_source=source, realized_rate=float(sampled.mean()), steps=len(step),
         step_time_s=step_time, step_time_sampled_s=kinds["sampled"],
         step_time_unsampled_s=kinds["unsampled"], images_per_s=batch_size / step_time,
+        relative_step_time=(None if reference is None
+                            else mixed(step / np.asarray(reference), sampled, rate)),
         forward_s=mixed(record["forward"], sampled, rate),
         backward_s=mixed(record["backward"], sampled, rate),
         overhead_s=mixed(overhead, sampled, rate),
-        overhead_fraction=mixed(overhead, sampled, rate) / step_time,
+        overhead_fraction=mixed(overhead / step, sampled, rate),
         forward_samples=mixed(record["forward_samples"], sampled, rate),
         backward_samples=mixed(record["backward_samples"], sampled, rate),
-        step_times_s=[float(t) for t in step])
+        step_times_s=[float(t) for t in step], sampled_steps=sampled.tolist())
 
 
 def time_optimizers(model_name, batch_size, steps, warmup, rates, optimizers, device, seed=0,
@@ -149,7 +156,10 @@ def time_optimizers(model_name, batch_size, steps, warmup, rates, optimizers, de
                                    ("backward_samples", stats["backward_samples"])):
                     rec[key].append(value)
                 rec["rate"] = float(stats["sampling_rate"])
-    return [summarize(r["label"], r["name"], r["rate"], r["record"], batch_size) for r in runs]
+            print(f"throughput: round {i + 1}/{warmup + steps} done", file=sys.stderr, flush=True)
+    reference = next((r["record"]["step"] for r in runs if r["label"] == "SGD"), None)
+    return [summarize(r["label"], r["name"], r["rate"], r["record"], batch_size, reference)
+            for r in runs]
 
 
 def peak_memory(model_name, batch_size, name, warmup, device, seed=0, lr=0.01, max_steps=12):
@@ -170,7 +180,20 @@ def peak_memory(model_name, batch_size, name, warmup, device, seed=0, lr=0.01, m
     synchronize(device)
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2 ** 20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 10  # Linux: KiB
+    return peak_rss_mib()
+
+
+def peak_rss_mib():
+    """Peak RSS of this process's address space: Linux's VmHWM. (``ru_maxrss`` would do on
+    other systems, but on Linux it keeps the peak of the process before ``exec``, that is of
+    the forked parent.)"""
+    try:
+        with open("/proc/self/status") as f:
+            line = next(line for line in f if line.startswith("VmHWM:"))
+        return int(line.split()[1]) / 2 ** 10  # kB
+    except OSError:
+        scale = 2 ** 20 if sys.platform == "darwin" else 2 ** 10  # bytes on macOS, else KiB
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
 
 def probe_memory(model_name, batch_size, name, warmup, device):
@@ -187,12 +210,16 @@ def run(model="tiny", batch_size=128, steps=8, warmup=2, rates=FIXED_RATES,
     """The whole benchmark; returns the JSON-ready result."""
     device = pick_device(device)
     rows = time_optimizers(model, batch_size, steps, warmup, rates, optimizers, device, seed)
-    by_label = {r["label"]: r for r in rows}
-    for row in rows:
-        for ref in ("SGD", "SAM"):
-            other = by_label.get(ref)
-            row[f"speed_vs_{ref.lower()}"] = (row["images_per_s"] / other["images_per_s"]
-                                              if other else None)
+    sam = next((r for r in rows if r["label"] == "SAM"), None)
+    for row in rows:  # from the per-round relative times where SGD ran, else from images/s
+        relative = row["relative_step_time"]
+        row["speed_vs_sgd"] = None if relative is None else 1.0 / relative
+        if sam is None:
+            row["speed_vs_sam"] = None
+        elif relative is None:
+            row["speed_vs_sam"] = row["images_per_s"] / sam["images_per_s"]
+        else:
+            row["speed_vs_sam"] = sam["relative_step_time"] / relative
         row["peak_memory_mb"] = (probe_memory(model, batch_size, row["optimizer"], warmup, device)
                                  if memory and row["fixed_rate"] is None else None)
     return dict(benchmark="throughput",

@@ -53,13 +53,12 @@ def build_config(args):
 
 
 def main(argv=None):
-    """Entry point of ``arsam-train``; returns the trained Runner."""
+    """Entry point of ``arsam-train``: build the Runner of the config and train."""
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     cfg = build_config(parse_args(argv))
     runner = Runner.from_cfg(cfg) if "runner_type" not in cfg else RUNNERS.build(cfg)
     runner.train()
-    return runner
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ by a forward pre-hook, the arguments of the model's forward call (the data prepr
 and ``update_params`` builds the core's closure from them:
 
 * the core's first pass at w on the whole batch *is* the forward train_step already ran (its loss
-  is returned, no second forward), unless the core needs per-sample losses or changed which
-  parameters require gradients (ESAM's SWP) since, then it is replayed;
+  is returned, no second forward; for a core that needs per-sample losses that forward computes
+  them with the model's per-sample function), unless the core changed which parameters require
+  gradients since (ESAM's SWP): then it is replayed;
 * every other pass replays the recorded call (``indices``: inputs and data samples sliced), under
   the wrapper's autocast, with BatchNorm statistics frozen (train_step's forward updated them once);
 * per-sample losses come from the model's per-sample protocol (per_sample.py).
@@ -67,11 +68,14 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
     def __init__(self, optimizer, accumulative_counts=1, clip_grad=None, dtype=None,
                  loss_scale=None, sync_ascent=False, **core_kwargs):
         name = type(self).__name__
+        if self.core_class is None:
+            raise TypeError(f"{name} has no core optimizer; use a registered wrapper: "
+                            "SAMOptimWrapper, ..., ARSAMOptimWrapper")
         check_arg("accumulative_counts", accumulative_counts, accumulative_counts == 1,
                   f"1 for {name} (every pass of a sharpness-aware step needs the same batch; "
                   "use a larger batch instead of accumulation)")
-        check_arg("dtype", dtype, dtype is None or dtype in DTYPES or isinstance(dtype, torch.dtype),
-                  f"None, a torch.dtype or one of {DTYPES}")
+        check_arg("dtype", dtype, dtype is None or dtype in DTYPES or isinstance(
+            dtype, torch.dtype), f"None, a torch.dtype or one of {DTYPES}")
         check_arg("loss_scale", loss_scale, loss_scale in (None, "dynamic") or isinstance(
             loss_scale, dict) or (isinstance(loss_scale, (int, float)) and loss_scale > 0),
                   "None, 'dynamic', a number > 0 or a dict of GradScaler arguments")
@@ -88,6 +92,7 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
         self.sync_ascent = sync_ascent
         self._model = None     # the model given to optim_context (DDP or not)
         self._calls = []       # recorded (args, kwargs, requires_grad flags) of its forward
+        self._first_losses = None  # per-sample losses of the recorded forward
         self._in_ascent = False
 
     @property
@@ -97,18 +102,27 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
     # ----------------------------------------------------------------------------- mmengine API
     @contextlib.contextmanager
     def optim_context(self, model):
-        """Record ``model``'s forward call (run under autocast, and ``no_sync`` under DDP)."""
+        """Record ``model``'s forward call (run under autocast, and ``no_sync`` under DDP).
+
+        For a core that needs per-sample losses, that forward computes them (with the model's
+        per-sample function; train_step then logs their mean as ``loss``) and keeps them as
+        the core's first pass.
+        """
         module = model.module if is_model_wrapper(model) else model
-        if self.optimizer.needs_per_sample_losses and find_per_sample_loss(module) is None:
+        per_sample = self.optimizer.needs_per_sample_losses
+        fn = find_per_sample_loss(module)
+        if per_sample and fn is None:
             raise TypeError(
                 f"{type(self).__name__} needs per-sample losses but {type(module).__name__} "
                 "provides none: give it a method loss_per_sample(inputs, data_samples) or "
                 "register one with arsam.mmlab.per_sample.register_per_sample_loss")
         self.optimizer.model = module  # BatchNorm: statistics from the step's first pass only
-        self._model, self._calls = model, []
+        self._model, self._calls, self._first_losses = model, [], None
         handle = model.register_forward_pre_hook(self._record, with_kwargs=True)
         try:
-            with self._no_sync(model), self._autocast():
+            with self._no_sync(model), self._autocast(), (
+                    self._recording_per_sample(module, fn) if per_sample
+                    else contextlib.nullcontext()):
                 yield
         finally:
             handle.remove()
@@ -116,12 +130,14 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
     def update_params(self, loss, step_kwargs=None, zero_kwargs=None):
         """One sharpness-aware step; ``loss`` is the recorded forward's, reused as first pass."""
         calls, self._calls = self._calls, []
+        first_losses, self._first_losses = self._first_losses, None
         if len(calls) != 1:
             raise RuntimeError(
                 f"{type(self).__name__}.update_params needs exactly one forward of the model "
                 f"inside optim_context(model) (as BaseModel.train_step does), got {len(calls)}")
         self._inner_count += 1
-        self.optimizer.compute_gradient(self._closure(loss, *calls[0]))
+        self.optimizer.compute_gradient(self._closure(
+            loss if first_losses is None else first_losses, *calls[0]))
         for key, value in self.optimizer.stats.items():  # undefined now but logged before: NaN
             if value is not None or f"train/{key}" in self.message_hub.log_scalars:
                 self.message_hub.update_scalar(f"train/{key}", math.nan if value is None
@@ -166,8 +182,23 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
     def _grad_flags(self):
         return [p.requires_grad for p in self.optimizer._params()]
 
-    def _closure(self, loss, args, kwargs, grad_flags):
-        """The core's ``closure(indices=None)`` over the recorded call."""
+    @contextlib.contextmanager
+    def _recording_per_sample(self, module, fn):
+        """Make the recorded forward (mode='loss') compute the per-sample losses and keep them."""
+        original = module.forward
+
+        def forward(inputs, data_samples=None, mode="tensor"):
+            if mode != "loss":
+                return original(inputs, data_samples, mode)
+            self._first_losses = fn(module, inputs, data_samples)
+            return {"loss": self._first_losses.mean()}
+
+        with forward_as(module, forward):
+            yield
+
+    def _closure(self, recorded, args, kwargs, grad_flags):
+        """The core's ``closure(indices=None)`` over the recorded call; ``recorded`` are the
+        losses of the recorded forward (per-sample ones if the core needs them)."""
         model = self._model
         module = model.module if is_model_wrapper(model) else model
         per_sample = self.optimizer.needs_per_sample_losses
@@ -175,12 +206,13 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
 
         def closure(indices=None):
             nonlocal first
-            reuse = first and not per_sample and indices is None and self._grad_flags() == grad_flags
+            reuse = (first and indices is None and (recorded.ndim == 1 or not per_sample)
+                     and self._grad_flags() == grad_flags)
             first = False
             if reuse:
                 if self._is_ddp(model) and (self.sync_ascent or not self._in_ascent):
-                    loss.register_hook(self._all_reduce_after_backward)
-                return loss
+                    recorded.register_hook(self._all_reduce_after_backward)
+                return recorded
             with self._autocast(), frozen_bn_stats(module):
                 if indices is None and not per_sample:
                     return module.parse_losses(model(*args, **kwargs))[0]
@@ -202,11 +234,8 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
         fn = find_per_sample_loss(module)
         if model is module:
             return fn(module, inputs, data_samples)
-        module.forward = functools.partial(fn, module)  # DDP calls module(inputs, data_samples)
-        try:
-            return model(inputs, data_samples)
-        finally:
-            del module.forward
+        with forward_as(module, functools.partial(fn, module)):
+            return model(inputs, data_samples)  # DDP calls module(inputs, data_samples)
 
     # ----------------------------------------------------------------------------- contexts
     def _autocast(self):
@@ -236,6 +265,21 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
             lambda: all_reduce_params([p.grad for p in self.optimizer._params()
                                        if p.grad is not None], op="mean"))
         return grad
+
+
+@contextlib.contextmanager
+def forward_as(module, forward):
+    """Make ``module(...)`` call ``forward`` for a while (an instance attribute over the method),
+    so that hooks and wrappers around the module (DDP) run as for its own forward."""
+    shadowed = module.__dict__.get("forward")
+    module.forward = forward
+    try:
+        yield
+    finally:
+        if shadowed is None:
+            del module.forward
+        else:
+            module.forward = shadowed
 
 
 def take(data, indices):

@@ -61,8 +61,9 @@ class _CIFAR(_ImageDataset):
             self.data = getattr(torchvision.datasets, self.name.replace("-", ""))(
                 data_root, train=split == "train", download=download)
         except RuntimeError as error:
+            path = os.path.abspath(os.path.join(data_root, self.folder))
             raise FileNotFoundError(
-                f"{self.name} not found at {os.path.abspath(os.path.join(data_root, self.folder))}: "
+                f"{self.name} not found at {path}: "
                 f"extract the python version from https://www.cs.toronto.edu/~kriz/cifar.html "
                 f"into {data_root!r}, or set download=True on the dataset (e.g. --cfg-options "
                 f"train_dataloader.dataset.download=True val_dataloader.dataset.download=True)"

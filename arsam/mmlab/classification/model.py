@@ -22,8 +22,8 @@ class ImageClassifier(BaseModel):
     def __init__(self, net, label_smoothing=0.0, data_preprocessor=None, init_cfg=None):
         check_arg("net", net, isinstance(net, dict) and net.get("type") in NETS,
                   f"a dict with 'type' in {sorted(NETS)}")
-        check_arg("label_smoothing", label_smoothing,
-                  isinstance(label_smoothing, (int, float)) and 0 <= label_smoothing < 1, "in [0, 1)")
+        check_arg("label_smoothing", label_smoothing, isinstance(label_smoothing, (int, float))
+                  and 0 <= label_smoothing < 1, "in [0, 1)")
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         kwargs = {k: v for k, v in net.items() if k != "type"}
         self.net = NETS[net["type"]](**kwargs)
