@@ -7,9 +7,9 @@ import re
 import pytest
 import torch
 from mmengine import Config
-from mmengine.hooks import Hook
 from mmengine.registry import DefaultScope, OPTIM_WRAPPERS
 from mmengine.runner import Runner
+from runner_capture import Capture, unchanged
 
 import pose  # noqa: F401  (first: mmcv._ext stand-in, registrations)
 from mmpose.models.pose_estimators import TopdownPoseEstimator
@@ -87,30 +87,10 @@ def sticks(tmp_path_factory):
     return str(tmp_path_factory.mktemp("pose") / "sticks")
 
 
-class Capture(Hook):
-    """Initialized weights, training losses, validation metrics."""
-
-    def __init__(self):
-        self.initial, self.metrics, self.losses = None, None, []
-
-    def before_train(self, runner):
-        self.initial = [p.detach().clone() for p in runner.model.parameters()]
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        self.losses.append(float(outputs["loss"]))
-
-    def after_val_epoch(self, runner, metrics=None):
-        self.metrics = metrics
-
-
 def run(cfg):
     runner, capture = Runner.from_cfg(cfg), Capture()
     runner.register_hook(capture)
     return runner, capture
-
-
-def unchanged(capture, runner):
-    return all(torch.equal(a, b) for a, b in zip(capture.initial, runner.model.parameters()))
 
 
 # samples of one step at batch 4 through the per-sample losses (as in test_seg_train.py)

@@ -7,9 +7,9 @@ import re
 import pytest
 import torch
 from mmengine import Config
-from mmengine.hooks import Hook
 from mmengine.registry import DefaultScope, OPTIM_WRAPPERS
 from mmengine.runner import Runner
+from runner_capture import Capture, unchanged
 
 import seg  # noqa: F401  (first: mmcv._ext stand-in, registrations)
 from mmseg.models.segmentors import EncoderDecoder
@@ -87,26 +87,6 @@ def tiny(optim, root, work_dir, iters=2, validate=False, **wrapper):
 def shapes(tmp_path_factory):
     """The data root; the first run's dataset generates the data there (generate=...)."""
     return str(tmp_path_factory.mktemp("seg") / "shapes")
-
-
-class Capture(Hook):
-    """Initialized weights, training losses, validation metrics."""
-
-    def __init__(self):
-        self.initial, self.metrics, self.losses = None, None, []
-
-    def before_train(self, runner):
-        self.initial = [p.detach().clone() for p in runner.model.parameters()]
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        self.losses.append(float(outputs["loss"]))
-
-    def after_val_epoch(self, runner, metrics=None):
-        self.metrics = metrics
-
-
-def unchanged(capture, runner):
-    return all(torch.equal(a, b) for a, b in zip(capture.initial, runner.model.parameters()))
 
 
 def train(cfg):
