@@ -2,6 +2,18 @@
 import torch
 
 
+def symmetric_noise(labels, fraction, num_classes, generator):
+    """A copy of ``labels`` in which round(fraction·n) randomly chosen labels are replaced by a
+    uniformly drawn *different* class (symmetric label noise), drawn from ``generator``."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"noise must be in [0, 1), got {fraction!r}")
+    labels = labels.clone()
+    flip = torch.randperm(len(labels), generator=generator)[:int(round(fraction * len(labels)))]
+    shift = torch.randint(1, num_classes, (len(flip),), generator=generator)
+    labels[flip] = (labels[flip] + shift) % num_classes
+    return labels
+
+
 def load_digits_split(test_size=360, seed=0, noise=0.0):
     """Return ``(x_train, y_train, x_test, y_test)``: [n, 1, 8, 8] floats in [0, 1] and labels.
 
@@ -18,7 +30,4 @@ def load_digits_split(test_size=360, seed=0, noise=0.0):
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(y), generator=g)
     train, test = order[test_size:], order[:test_size]
-    y_train = y[train].clone()
-    flip = torch.randperm(len(train), generator=g)[:int(round(noise * len(train)))]
-    y_train[flip] = (y_train[flip] + torch.randint(1, 10, (len(flip),), generator=g)) % 10
-    return x[train], y_train, x[test], y[test]
+    return x[train], symmetric_noise(y[train], noise, 10, g), x[test], y[test]

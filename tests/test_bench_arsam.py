@@ -8,8 +8,7 @@ import torch
 
 from arsam import nets
 from arsam.bench import accuracy, main
-from arsam.bench.common import (OPTIMIZERS, build_optimizer, digits_split, per_sample_closure,
-                                symmetric_noise, train_step)
+from arsam.bench.common import OPTIMIZERS, build_optimizer, per_sample_closure, train_step
 from arsam.bench.plots import load_trace
 from arsam.bench.throughput import PassTimer, mixed, peak_rss_mib, run, summarize
 
@@ -105,19 +104,6 @@ def test_fixed_rate_schedule_samples_evenly_after_one_sam_step():
     assert opt.schedule.rate == 0.25  # alpha = 0: the rate never adapts
     with pytest.raises(ValueError, match="rate applies to VSAM and ARSAM only, got SAM"):
         build_optimizer("SAM", model, lr=0.01, rate=0.5)
-
-
-def test_digits_split_and_symmetric_noise():
-    clean = digits_split(0.0)
-    noisy = digits_split(0.2)
-    assert clean[0].shape == (1257, 1, 8, 8) and clean[2].shape == (540, 1, 8, 8)
-    assert clean[0].dtype == torch.float32 and 0 <= clean[0].min() and clean[0].max() <= 1
-    torch.testing.assert_close(noisy[0], clean[0])
-    torch.testing.assert_close(noisy[3], clean[3])  # test labels stay clean
-    assert (noisy[1] != clean[1]).sum().item() == round(0.2 * 1257)
-    torch.testing.assert_close(digits_split(0.2)[1], noisy[1])  # deterministic
-    with pytest.raises(ValueError, match=r"noise must be in \[0, 1\), got 1.0"):
-        symmetric_noise(np.zeros(4, dtype=int), 1.0, 10, 0)
 
 
 def test_throughput_cli_writes_json_with_memory(tmp_path, capsys):

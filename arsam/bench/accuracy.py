@@ -14,8 +14,9 @@ import numpy as np
 import torch
 
 from .. import nets
-from .common import (OPTIMIZERS, REUSE, build_optimizer, digits_split, machine,
-                     per_sample_closure, pick_device, symmetric_noise, timed, train_step)
+from ..digits import load_digits_split, symmetric_noise
+from .common import (OPTIMIZERS, REUSE, build_optimizer, machine, per_sample_closure, pick_device,
+                     timed, train_step)
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
@@ -37,9 +38,9 @@ def cifar_split(root, dataset, noise, seed=0):
     def tensors(ds):
         return (torch.from_numpy(ds.data).permute(0, 3, 1, 2).float() / 255 - mean) / std
     classes = len(train.classes)
-    y_train = symmetric_noise(np.array(train.targets), noise, classes, seed)
-    return (tensors(train), torch.from_numpy(y_train).long(), tensors(test),
-            torch.tensor(test.targets).long())
+    y_train = symmetric_noise(torch.tensor(train.targets), noise, classes,
+                              torch.Generator().manual_seed(seed))
+    return tensors(train), y_train, tensors(test), torch.tensor(test.targets).long()
 
 
 def crop_flip(x, generator):
@@ -133,7 +134,7 @@ def run(noises=(0.0, 0.2, 0.4), seeds=3, epochs=30, optimizers=OPTIMIZERS, batch
     device = pick_device(device)
     if dataset == "digits":
         make_model = lambda: nets.SmallCNN(10, in_channels=1, width=16)  # noqa: E731
-        load, augment = (lambda noise: digits_split(noise)), None
+        load, augment = (lambda noise: load_digits_split(noise=noise)), None
         batch_size, lr = batch_size or 32, lr or 0.05
     else:
         if data_root is None:

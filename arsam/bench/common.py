@@ -3,7 +3,6 @@ import os
 import platform
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -112,32 +111,3 @@ def timed(device, fn, *args):
     out = fn(*args)
     synchronize(device)
     return out, time.perf_counter() - start
-
-
-def symmetric_noise(labels, fraction, num_classes, seed):
-    """Give round(fraction·n) randomly chosen labels a uniformly drawn *different* class."""
-    if not 0 <= fraction < 1:
-        raise ValueError(f"noise must be in [0, 1), got {fraction!r}")
-    rng = np.random.default_rng(seed)
-    labels = np.array(labels, copy=True)
-    flip = rng.choice(len(labels), int(round(fraction * len(labels))), replace=False)
-    labels[flip] = (labels[flip] + rng.integers(1, num_classes, len(flip))) % num_classes
-    return labels
-
-
-def digits_split(noise=0.0, seed=0, test_fraction=0.3):
-    """scikit-learn's 8x8 digits as tensors (x in [0, 1], shape [n, 1, 8, 8]).
-
-    The stratified train/test split and the noisy labels are drawn from ``seed``: ``noise`` flips
-    that fraction of the *training* labels (symmetric noise); test labels stay clean.
-    Returns (x_train, y_train, x_test, y_test).
-    """
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-    data = load_digits()
-    x = (data.images / 16.0).astype(np.float32)[:, None]
-    x_tr, x_te, y_tr, y_te = train_test_split(x, data.target, test_size=test_fraction,
-                                              random_state=seed, stratify=data.target)
-    y_tr = symmetric_noise(y_tr, noise, 10, seed)
-    return (torch.from_numpy(x_tr), torch.from_numpy(y_tr).long(),
-            torch.from_numpy(x_te), torch.from_numpy(y_te).long())
