@@ -15,8 +15,55 @@ from arsam.digits import load_digits_split
 from arsam.nets import SmallCNN
 
 
+def training(model, opt, data, epochs, batch_size, seed, result):
+    """Train ``model`` in place with ``opt`` (a torch optimizer or an arsam one) and cosine decay,
+    yielding after every step (callers interleave several runs); then fill ``result`` with the
+    test accuracy (%), images/s over the optimizer steps, SAM gradients computed and steps."""
+    x_train, y_train, x_test, y_test = data
+    sharpness_aware = isinstance(opt, arsam.SharpnessAwareOptimizer)
+    steps_per_epoch = len(y_train) // batch_size
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
+    g = torch.Generator().manual_seed(seed)
+    sam_gradients, seen, elapsed = 0, 0, 0.0
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(y_train), generator=g).to(x_train.device)
+        for b in range(steps_per_epoch):
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            xb, yb = x_train[idx], y_train[idx]
+
+            def closure(indices=None):
+                xi, yi = (xb, yb) if indices is None else (xb[indices], yb[indices])
+                return nn.functional.cross_entropy(model(xi), yi, reduction="none")
+
+            _sync(xb)
+            start = time.perf_counter()
+            if sharpness_aware:
+                opt.step(closure)
+                sam_gradients += opt.stats["sampled"]
+            else:
+                opt.zero_grad()
+                closure().mean().backward()
+                opt.step()
+            _sync(xb)
+            elapsed += time.perf_counter() - start
+            seen += len(yb)
+            sched.step()
+            yield
+    model.eval()
+    with torch.no_grad():
+        accuracy = (model(x_test).argmax(1) == y_test).float().mean().item()
+    result.update(accuracy=100 * accuracy, images_per_s=seen / elapsed,
+                  sam_gradients=sam_gradients, steps=epochs * steps_per_epoch)
+
+
+def _sync(tensor):
+    if tensor.is_cuda:
+        torch.cuda.synchronize(tensor.device)
+
+
 def train(name, data, epochs, batch_size, seed, device):
-    x_train, y_train, x_test, y_test = (t.to(device) for t in data)
+    data = [t.to(device) for t in data]
     torch.manual_seed(seed)
     model = SmallCNN().to(device)
     hyper = dict(lr=0.05, momentum=0.9, weight_decay=5e-4)
@@ -26,37 +73,10 @@ def train(name, data, epochs, batch_size, seed, device):
         extra = dict(start_iter=50) if name in ("VSAM", "ARSAM") else {}
         opt = arsam.OPTIMIZERS[name](model.parameters(), torch.optim.SGD, rho=0.05, model=model,
                                      **extra, **hyper)
-    steps_per_epoch = len(y_train) // batch_size
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
-    g = torch.Generator().manual_seed(seed)
-    sam_gradients, seen, elapsed = 0, 0, 0.0
-    for _ in range(epochs):
-        order = torch.randperm(len(y_train), generator=g).to(device)
-        for b in range(steps_per_epoch):
-            idx = order[b * batch_size:(b + 1) * batch_size]
-            xb, yb = x_train[idx], y_train[idx]
-
-            def closure(indices=None):
-                xi, yi = (xb, yb) if indices is None else (xb[indices], yb[indices])
-                return nn.functional.cross_entropy(model(xi), yi, reduction="none")
-
-            start = time.perf_counter()
-            if name == "SGD":
-                opt.zero_grad()
-                closure().mean().backward()
-                opt.step()
-            else:
-                opt.step(closure)
-                sam_gradients += opt.stats["sampled"]
-            elapsed += time.perf_counter() - start
-            seen += len(yb)
-            sched.step()
-    model.eval()
-    with torch.no_grad():
-        accuracy = (model(x_test).argmax(1) == y_test).float().mean().item()
-    return dict(optimizer=name, accuracy=100 * accuracy, images_per_s=seen / elapsed,
-                sam_gradients=sam_gradients if name != "SGD" else 0,
-                steps=epochs * steps_per_epoch)
+    result = dict(optimizer=name)
+    for _ in training(model, opt, data, epochs, batch_size, seed, result):
+        pass
+    return result
 
 
 def main(argv=None):

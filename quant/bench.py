@@ -12,12 +12,11 @@ fraction of steps that computed a SAM gradient.
 import argparse
 import copy
 import itertools
-import time
 
 import torch
-import torch.nn.functional as F
 
 import arsam
+from arsam import demo
 from arsam.digits import load_digits_split
 from arsam.nets import SmallCNN
 
@@ -29,49 +28,17 @@ EXTRA = dict(VSAM=dict(start_iter=50), ARSAM=dict(start_iter=50))
 
 
 def training(model, name, data, epochs, lr, batch_size, seed, result):
-    """Train ``model`` in place, yielding after every step; then fill ``result`` with the test
-    accuracy (%), images/s over the optimizer steps and the fraction of SAM steps."""
-    x_train, y_train, x_test, y_test = data
+    """Fine-tune ``model`` with optimizer ``name`` (LSQ step sizes out of the ascent), yielding
+    after every step; then fill ``result`` as :func:`arsam.demo.training` does, plus
+    ``sam_steps``, the fraction of steps that computed a SAM gradient."""
     groups = lsq_param_groups(model)
     if name == "SGD":
         opt = torch.optim.SGD(groups, lr=lr, **HYPER)
     else:
         opt = arsam.OPTIMIZERS[name](groups, torch.optim.SGD, rho=0.05, lr=lr, model=model,
                                      **EXTRA.get(name, {}), **HYPER)
-    steps_per_epoch = len(y_train) // batch_size
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
-    g = torch.Generator().manual_seed(seed)
-    sampled, seen, elapsed = 0, 0, 0.0
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(y_train), generator=g).to(x_train.device)
-        for b in range(steps_per_epoch):
-            idx = order[b * batch_size:(b + 1) * batch_size]
-            xb, yb = x_train[idx], y_train[idx]
-
-            def closure(indices=None):
-                xi, yi = (xb, yb) if indices is None else (xb[indices], yb[indices])
-                return F.cross_entropy(model(xi), yi, reduction="none")
-
-            _sync(xb)
-            start = time.perf_counter()
-            if name == "SGD":
-                opt.zero_grad()
-                closure().mean().backward()
-                opt.step()
-            else:
-                opt.step(closure)
-                sampled += opt.stats["sampled"]
-            _sync(xb)
-            elapsed += time.perf_counter() - start
-            seen += len(yb)
-            sched.step()
-            yield
-    model.eval()
-    with torch.no_grad():
-        accuracy = (model(x_test).argmax(1) == y_test).float().mean().item()
-    result.update(accuracy=100 * accuracy, images_per_s=seen / elapsed,
-                  sam_steps=sampled / (epochs * steps_per_epoch))
+    yield from demo.training(model, opt, data, epochs, batch_size, seed, result)
+    result["sam_steps"] = result["sam_gradients"] / result["steps"]
 
 
 def run(runs):
@@ -79,11 +46,6 @@ def run(runs):
     then weighs on every optimizer alike, so their speed ratios hold within one run."""
     for _ in itertools.zip_longest(*runs):
         pass
-
-
-def _sync(tensor):
-    if tensor.is_cuda:
-        torch.cuda.synchronize(tensor.device)
 
 
 def main(argv=None):
