@@ -1,6 +1,7 @@
 """arsam-train on digits: config handling, a short Runner run that evaluates, and --resume."""
 import json
 import os.path as osp
+import uuid
 
 import pytest
 import torch
@@ -12,9 +13,13 @@ SGD = osp.join(ROOT, "configs", "digits", "smallcnn_sgd.py")
 
 
 def train(config, work_dir, *options, resume=()):
-    """Run ``arsam-train`` and return the scalars it logged (one dict per logged step)."""
-    assert main([config, "--work-dir", str(work_dir), *resume,
-                 "--cfg-options", "default_hooks.logger.interval=5", *options]) is None
+    """Run ``arsam-train`` and return the scalars it logged (one dict per logged step).
+
+    Each run gets its own experiment name: mmengine names it by config and second, and two
+    Runners of one name in a process share their logger and visualizer."""
+    assert main([config, "--work-dir", str(work_dir), *resume, "--cfg-options",
+                 "default_hooks.logger.interval=5", f"experiment_name={uuid.uuid4().hex}",
+                 *options]) is None
     [scalars] = list(work_dir.glob("*/vis_data/scalars.json"))[-1:]
     return [json.loads(line) for line in open(scalars)]
 

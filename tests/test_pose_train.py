@@ -3,6 +3,7 @@ figures through each optimizer (Runner, CPU, tiny widths) and evaluates with Coc
 import glob
 import os
 import re
+import uuid
 
 import pytest
 import torch
@@ -64,6 +65,7 @@ def tiny(optim, root, work_dir, validate=False, **wrapper):
     """The offline config at 8 base channels, 16-channel deconvs, batch 4, 0 workers, 3 steps."""
     cfg = Config.fromfile(config_path("res18_1xb32-30e_sticks-96x64", optim))
     cfg.work_dir = str(work_dir)
+    cfg.experiment_name = uuid.uuid4().hex  # Runners of one name share logger and visualizer
     cfg.log_level = "WARNING"
     cfg.model.backbone.update(stem_channels=8, base_channels=8)
     cfg.model.head.update(in_channels=64, deconv_out_channels=(16, 16, 16))

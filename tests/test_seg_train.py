@@ -3,6 +3,7 @@ optimizer (Runner, CPU, tiny widths) and evaluates with IoUMetric; errors come b
 import glob
 import os
 import re
+import uuid
 
 import pytest
 import torch
@@ -66,6 +67,7 @@ def tiny(optim, root, work_dir, iters=2, validate=False, **wrapper):
     """The offline FCN config at 8 base channels, batch 4, 0 workers, data under ``root``."""
     cfg = Config.fromfile(OFFLINE.format(optim))
     cfg.work_dir = str(work_dir)
+    cfg.experiment_name = uuid.uuid4().hex  # Runners of one name share logger and visualizer
     cfg.log_level = "WARNING"
     m = cfg.model
     m.backbone.update(stem_channels=8, base_channels=8, norm_cfg=dict(type="BN"))
