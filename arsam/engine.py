@@ -83,6 +83,9 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
             ``opt.model``). Without it BatchNorm statistics are updated by every pass.
         seed: seed of the optimizer's own random generator (the global RNG is never used); the
             same on every DDP rank so that all ranks take the same random decisions.
+        total_steps, steps_per_epoch: the run's length, for arguments given as a fraction of the
+            run or in epochs (None: unknown; the mmengine wrappers fill them from the train loop
+            before the first step).
 
     Attributes set by integrations: ``loss_scaler`` (a ``torch.amp.GradScaler``) and
     ``ascent_context`` (a context-manager factory entered around passes whose gradient is used
@@ -97,8 +100,12 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
     needs_per_sample_losses = False
 
     def __init__(self, params, base_optimizer, rho=0.05, *, adaptive=False, model=None, seed=0,
-                 **kwargs):
+                 total_steps=None, steps_per_epoch=None, **kwargs):
         check_arg("rho", rho, isinstance(rho, (int, float)) and rho >= 0, "a number >= 0")
+        for name, value in (("total_steps", total_steps), ("steps_per_epoch", steps_per_epoch)):
+            check_arg(name, value, value is None or (
+                isinstance(value, int) and not isinstance(value, bool) and value >= 1),
+                "None or an int >= 1")
         if isinstance(base_optimizer, torch.optim.Optimizer):
             check_arg("params", params, params is None,
                       "None when base_optimizer is an optimizer instance (its groups are used)")
@@ -116,6 +123,7 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         self.param_groups = base.param_groups
         self.defaults.update(base.defaults)
         self.model = model
+        self.total_steps, self.steps_per_epoch = total_steps, steps_per_epoch
         self.loss_scaler = None
         self.ascent_context = contextlib.nullcontext
         self.generator = torch.Generator().manual_seed(seed)

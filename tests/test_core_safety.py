@@ -132,6 +132,9 @@ def params():
     (arsam.ARSAM, dict(window=1), r"window must be an int >= 2, got 1"),
     (arsam.VSAM, dict(slices=9, window=8), r"slices must be an int in \[1, window=8\], got 9"),
     (arsam.VSAM, dict(start_iter=-1), r"start_iter must be an int >= 0, got -1"),
+    (arsam.SAM, dict(total_steps=0), r"total_steps must be None or an int >= 1, got 0"),
+    (arsam.KSAM, dict(steps_per_epoch=2.5), r"steps_per_epoch must be None or an int >= 1, "
+                                            r"got 2.5"),
 ])
 def test_bad_arguments_name_the_argument_and_range(cls, kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -254,3 +254,35 @@ def test_take_selects_samples_of_every_batch_container():
     assert take(None, idx) is None
     with pytest.raises(TypeError, match="cannot select samples of batch data of type str"):
         take("abcd", idx)
+
+
+@pytest.mark.parametrize("train_cfg, expected", [
+    (dict(by_epoch=False, max_iters=4), (4, 4)),         # an iteration-based loop: one "epoch"
+    (dict(by_epoch=True, max_epochs=3), (6, 2)),         # 16 samples, batch 8: 2 steps an epoch
+])
+def test_the_wrapper_tells_the_core_the_run_length_before_the_first_step(tmp_path, train_cfg,
+                                                                        expected):
+    seen = []
+
+    class Probe(Hook):
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            core = runner.optim_wrapper.optimizer
+            seen.append((core.total_steps, core.steps_per_epoch))
+
+    sampler = dict(type="InfiniteSampler" if not train_cfg["by_epoch"] else "DefaultSampler",
+                   shuffle=False)
+    runner = make_runner(tmp_path, make_model(TinyClassifier), optim_cfg("SAMOptimWrapper"),
+                         custom_hooks=[Probe()], train_cfg=train_cfg,
+                         train_dataloader=dict(dataset=TinyData(), batch_size=BATCH,
+                                               num_workers=0, sampler=sampler,
+                                               collate_fn=dict(type="default_collate")))
+    runner.train()
+    assert seen[0] == (None, None) and set(seen[1:]) == {expected}
+
+
+def test_a_run_length_the_user_gave_is_kept(tmp_path):
+    runner = make_runner(tmp_path, make_model(TinyClassifier),
+                         optim_cfg("SAMOptimWrapper", total_steps=100, steps_per_epoch=7))
+    runner.train()
+    core = runner.optim_wrapper.optimizer
+    assert (core.total_steps, core.steps_per_epoch) == (100, 7)

@@ -136,6 +136,7 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
                 f"{type(self).__name__}.update_params needs exactly one forward of the model "
                 f"inside optim_context(model) (as BaseModel.train_step does), got {len(calls)}")
         self._inner_count += 1
+        self._learn_run_length()
         self.optimizer.compute_gradient(self._closure(
             loss if first_losses is None else first_losses, *calls[0]))
         for key, value in self.optimizer.stats.items():  # undefined now but logged before: NaN
@@ -144,6 +145,17 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
                                                else float(value))
         self.step(**(step_kwargs or {}))
         self.zero_grad(**(zero_kwargs or {}))
+
+    def _learn_run_length(self):
+        """Fill the core's unknown ``total_steps``/``steps_per_epoch`` from the train loop's
+        ``max_iters``/``max_epochs`` (mmengine's RuntimeInfoHook puts them in the message hub
+        before training; an iteration-based loop counts as one epoch)."""
+        core, hub = self.optimizer, self.message_hub
+        max_iters, max_epochs = hub.get_info("max_iters"), hub.get_info("max_epochs")
+        if core.total_steps is None and max_iters:
+            core.total_steps = int(max_iters)
+        if core.steps_per_epoch is None and max_iters and max_epochs:
+            core.steps_per_epoch = int(max_iters) // int(max_epochs)
 
     def backward(self, loss, **kwargs):
         raise RuntimeError(f"{type(self).__name__} runs every backward itself: call "
