@@ -5,15 +5,17 @@ from .engine import SharpnessAwareOptimizer, frozen_bn_stats
 from .esam import ESAM
 from .ksam import KSAM
 from .periodic import PeriodicSAM
-from .reuse import ARSAM, VSAM, PSFReuseSAM
+from .looksam import LookSAM
+from .reuse import ARSAM, VSAM
 from .sam import SAM
-from .schedules import AutoregressiveSchedule, VariationSchedule
+from .schedules import FixedSchedule, Schedule, VSAMSchedule
 
-OPTIMIZERS = {cls.__name__: cls for cls in (SAM, ESAM, KSAM, PeriodicSAM, VSAM, ARSAM)}
+#: every optimizer by name; VSAM is ARSAM under the name of the conference paper (vsam.txt)
+OPTIMIZERS = dict(SAM=SAM, ESAM=ESAM, KSAM=KSAM, PeriodicSAM=PeriodicSAM, LookSAM=LookSAM,
+                  VSAM=VSAM, ARSAM=ARSAM)
 
 __all__ = ["SharpnessAwareOptimizer", "frozen_bn_stats", "SAM", "ESAM", "KSAM", "PeriodicSAM",
-           "PSFReuseSAM", "VSAM", "ARSAM", "VariationSchedule", "AutoregressiveSchedule",
-           "OPTIMIZERS"]
+           "LookSAM", "VSAM", "ARSAM", "Schedule", "VSAMSchedule", "FixedSchedule", "OPTIMIZERS"]
 
 if importlib.util.find_spec("mmengine") is not None:  # registers the optim wrappers
     from .mmlab import wrappers  # noqa: F401
