@@ -20,8 +20,8 @@ class ESAM(SharpnessAwareOptimizer):
     parameter units). ε = m⊙ε̂/β with ε̂ = ρ·g/‖g‖, where ‖g‖ is known only through the chosen
     tensors (``radius``):
 
-    * ``'official'`` (default: what the authors ran, dydjw9/Efficient_SAM): ‖g‖ is taken as
-      ‖m⊙g‖, so ε = ρ·m⊙g/(β·‖m⊙g‖) and ‖ε‖ = ρ/β;
+    * ``'official'`` (default: what the authors ran, dydjw9/Efficient_SAM, and the ρ/β of
+      Algorithm 1, line 7): ‖g‖ is taken as ‖m⊙g‖, so ε = ρ·m⊙g/(β·‖m⊙g‖) and ‖ε‖ = ρ/β;
     * ``'eq6'`` (Eq. 6 read literally): ‖g‖ is estimated as ‖m⊙g‖/√β (unbiased for ‖g‖²), so
       ε = ρ·m⊙g/(√β·‖m⊙g‖), ‖ε‖ = ρ/√β and E[ε] ≈ ε̂ as Eq. 6 intends.
 
