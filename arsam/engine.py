@@ -85,7 +85,13 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         base_optimizer: an optimizer class (built here with ``params`` and ``**kwargs``) or an
             already built optimizer instance; it performs every update.
         rho: neighbourhood radius ρ of the ascent step (per param group: a group's ``rho``).
-        adaptive: ASAM scaling of the ascent by |w| element-wise (Kwon et al., 2021).
+        adaptive: ASAM (Kwon et al., 2021): the ascent is normalized by T = |w| + η element-wise
+            on weights and T = 1 on biases, ε = ρ·T²g/‖Tg‖, as in the authors' code
+            (SamsungLabs/ASAM). Biases are the parameters whose name (in ``model``) contains
+            "bias"; without a model every tensor counts as a weight. ρ is then on another scale
+            than SAM's: the authors use ρ = 0.5 on CIFAR-10 and 1.0 on CIFAR-100 (SAM: 0.05, 0.1).
+        eta: η of ASAM's T = |w| + η (authors: 0.01; 0 gives davda54/sam's T = |w| on weights),
+            a number >= 0 (per param group: a group's ``eta``).
         model: the module trained; needed only for BatchNorm handling (may be set later as
             ``opt.model``). Without it BatchNorm statistics are updated by every pass.
         seed: seed of the optimizer's own random generator (the global RNG is never used); the
@@ -106,9 +112,11 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
     #: whether the closure must return per-sample losses (integrations check it before training)
     needs_per_sample_losses = False
 
-    def __init__(self, params, base_optimizer, rho=0.05, *, adaptive=False, model=None, seed=0,
-                 total_steps=None, steps_per_epoch=None, **kwargs):
+    def __init__(self, params, base_optimizer, rho=0.05, *, adaptive=False, eta=0.01, model=None,
+                 seed=0, total_steps=None, steps_per_epoch=None, **kwargs):
         check_arg("rho", rho, isinstance(rho, (int, float)) and rho >= 0, "a number >= 0")
+        check_arg("eta", eta, isinstance(eta, (int, float)) and not isinstance(eta, bool)
+                  and eta >= 0, "a number >= 0")
         for name, value in (("total_steps", total_steps), ("steps_per_epoch", steps_per_epoch)):
             check_arg(name, value, value is None or (
                 isinstance(value, int) and not isinstance(value, bool) and value >= 1),
@@ -125,7 +133,7 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         else:
             raise TypeError("base_optimizer must be a torch.optim.Optimizer class or instance, "
                             f"got {type(base_optimizer).__name__}")
-        super().__init__(base.param_groups, dict(rho=rho, adaptive=adaptive))
+        super().__init__(base.param_groups, dict(rho=rho, adaptive=adaptive, eta=eta))
         self.base_optimizer = base
         self.param_groups = base.param_groups
         self.defaults.update(base.defaults)
@@ -222,37 +230,60 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
 
     def _grad_norm(self):
         """‖T·g‖ over the parameters with a gradient that the ascent perturbs (groups with
-        ρ > 0; T = |w| in ASAM groups, else 1): ε lives in their subspace."""
+        ρ > 0; T of :meth:`_normalized`): ε lives in their subspace."""
         norms = []
+        biases = self._bias_ids()
         for group in self.param_groups:
             ps = self._with_grad(group)
-            if not ps or not group["rho"]:
-                continue
-            grads = [p.grad for p in ps]
-            if group["adaptive"]:
-                grads = torch._foreach_mul(torch._foreach_abs(ps), grads)
-            norms.extend(torch._foreach_norm(grads))
+            if ps and group["rho"]:
+                norms.extend(torch._foreach_norm(self._normalized(group, ps, 1, biases)))
         return _total_norm(norms)
+
+    def _normalized(self, group, ps, power, biases):
+        """T^power·g for the tensors ``ps`` of ``group``. T = 1 unless the group is adaptive; then
+        ASAM's normalization operator (Kwon et al., 2021, Sec. 3; SamsungLabs/ASAM):
+        T = |w| + η on weights, T = 1 on the tensors in ``biases``."""
+        grads = [p.grad for p in ps]
+        if not group["adaptive"]:
+            return grads
+        weights = [i for i, p in enumerate(ps) if id(p) not in biases]
+        if not weights:
+            return grads
+        eta = group.get("eta", self.defaults["eta"])  # groups saved before η existed lack it
+        t = torch._foreach_add(torch._foreach_abs([ps[i] for i in weights]), eta)
+        scaled = [grads[i] for i in weights]
+        for _ in range(power):
+            scaled = torch._foreach_mul(t, scaled)
+        for i, g in zip(weights, scaled):
+            grads[i] = g
+        return grads
+
+    def _bias_ids(self):
+        """ids of the parameters ``model`` names as biases (ASAM's T = 1 on them)."""
+        if self.model is None or not any(g["adaptive"] for g in self.param_groups):
+            return frozenset()
+        return frozenset(id(p) for name, p in self.model.named_parameters()
+                         if "bias" in name.rsplit(".", 1)[-1])
 
     @torch.no_grad()
     def _perturb(self, scale=1.0, norm=None):
-        """w <- w + ε, ε = ρ·T²g/‖Tg‖ (SAM's ascent, Eq. 2 of vsam.txt), times ``scale``.
+        """w <- w + ε, ε = ρ·T²g/‖Tg‖ (SAM's ascent, Eq. 2 of vsam.txt; T of :meth:`_normalized`,
+        ASAM's operator in adaptive groups), times ``scale``.
 
         w is kept in the ``backup`` buffer so that :meth:`_restore` undoes the step exactly.
         ``norm`` overrides ‖Tg‖ (ESAM estimates it). A zero gradient gives ε = 0; groups with
         ρ = 0 stay where they are (e.g. LSQ step sizes, quant/optim.py).
         """
         norm = self._grad_norm() if norm is None else norm
+        biases = self._bias_ids()
         for group in self.param_groups:
             ps = self._with_grad(group)
             if not ps or not group["rho"]:
                 continue
+            eps = self._normalized(group, ps, 2, biases)  # before w moves: T is taken at w
             backups = [self._buffer(p, "backup") for p in ps]
             torch._foreach_copy_(backups, ps)
             self._perturbed.extend(ps)
-            eps = [p.grad for p in ps]
-            if group["adaptive"]:
-                eps = torch._foreach_mul(torch._foreach_mul(ps, ps), eps)
             eps = torch._foreach_mul(eps, (group["rho"] * scale / (norm + 1e-12)).to(ps[0].device))
             torch._foreach_add_(ps, eps)
 

@@ -6,6 +6,9 @@ import torch
 
 from .engine import SharpnessAwareOptimizer, check_arg
 
+#: ESAM's ascent radius: the official code's ρ/β, or ρ/√β from Eq. 6 read literally
+RADII = ("official", "eq6")
+
 
 class ESAM(SharpnessAwareOptimizer):
     """Efficient SAM.
@@ -14,23 +17,33 @@ class ESAM(SharpnessAwareOptimizer):
     ascent gradient (the others have ``requires_grad`` off during that pass, which is what saves
     backward compute: autograd skips their weight-gradient kernels; a per-element mask would
     give the same expectation but save nothing, and the paper's appendix A.4 selects whole
-    parameter units). ε = m⊙ε̂/β with ε̂ = ρ·g/‖g‖; ‖g‖ is estimated from the chosen tensors as
-    ‖m⊙g‖/√β (unbiased for ‖g‖², since only they are computed), so ε = ρ·m⊙g/(√β·‖m⊙g‖).
+    parameter units). ε = m⊙ε̂/β with ε̂ = ρ·g/‖g‖, where ‖g‖ is known only through the chosen
+    tensors (``radius``):
+
+    * ``'official'`` (default: what the authors ran, dydjw9/Efficient_SAM, and the ρ/β of
+      Algorithm 1, line 7): ‖g‖ is taken as ‖m⊙g‖, so ε = ρ·m⊙g/(β·‖m⊙g‖) and ‖ε‖ = ρ/β;
+    * ``'eq6'`` (Eq. 6 read literally): ‖g‖ is estimated as ‖m⊙g‖/√β (unbiased for ‖g‖²), so
+      ε = ρ·m⊙g/(√β·‖m⊙g‖), ‖ε‖ = ρ/√β and E[ε] ≈ ε̂ as Eq. 6 intends.
+
+    At β = 0.5 the radii are 2ρ and 1.41ρ; at β = 1 both are SAM's ρ.
 
     SDS (Eq. 7): a no-grad forward at w+ε gives each sample's loss increase
     ℓ(w+ε) - ℓ(w); the update gradient is taken at w+ε on the γ fraction of the batch whose
-    loss increases most (B+).
+    loss increases most (B+), exactly k = round(γ·B) samples (the official code's strict
+    ``>`` cutoff keeps k - 1; not copied).
 
     With β = 1 and γ = 1 this is SAM. Per-sample losses are needed when γ < 1.
     Buffers: 1 weight-sized (the copy of w).
     """
 
-    def __init__(self, params, base_optimizer, rho=0.05, beta=0.6, gamma=0.5, **kwargs):
+    def __init__(self, params, base_optimizer, rho=0.05, beta=0.6, gamma=0.5, radius="official",
+                 **kwargs):
         check_arg("beta", beta, isinstance(beta, (int, float)) and 0 < beta <= 1, "in (0, 1]")
         check_arg("gamma", gamma, isinstance(gamma, (int, float)) and 0 <= gamma <= 1,
                   "in [0, 1]")
+        check_arg("radius", radius, radius in RADII, f"one of {RADII}")
         super().__init__(params, base_optimizer, rho, **kwargs)
-        self.beta, self.gamma = beta, gamma
+        self.beta, self.gamma, self.radius = beta, gamma, radius
 
     @property
     def needs_per_sample_losses(self):
@@ -40,7 +53,10 @@ class ESAM(SharpnessAwareOptimizer):
         select = self.gamma < 1
         with self._swp():
             loss_w = self._pass(closure, per_sample=select, ascent=True)
-        self._perturb(norm=self._grad_norm() / math.sqrt(self.beta), scale=1.0 / self.beta)
+        norm = self._grad_norm()  # ‖m⊙g‖: the tensors not chosen have no gradient
+        if self.radius == "eq6":
+            norm = norm / math.sqrt(self.beta)
+        self._perturb(norm=norm, scale=1.0 / self.beta)  # Eq. 6: ε = m⊙ε̂/β
         indices = None
         if select:
             n = len(loss_w)

@@ -1,7 +1,8 @@
 """Classification networks of the papers' experiments, in plain PyTorch over torchvision.
 
 CIFAR variants replace the ImageNet stem (7x7/2 conv + max-pool) by a 3x3/1 conv, as in the SAM,
-ESAM and vSAM experiments. torchvision is imported lazily.
+ESAM and vSAM experiments (MobileNetV1 keeps the vSAM authors' strides). torchvision is imported
+lazily.
 """
 from torch import nn
 from torch.nn import functional as F
@@ -23,6 +24,29 @@ def mobilenet_v2_cifar(num_classes=10, width_mult=1.0):
     model.features[0][0].stride = (1, 1)
     model.features[2].conv[1][0].stride = (1, 1)
     return model
+
+
+def _conv_bn_relu6(cin, cout, kernel, stride, groups=1):
+    return [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout), nn.ReLU6(inplace=True)]
+
+
+def mobilenet_v1_cifar(num_classes=10, width_mult=1.0):
+    """MobileNetV1 (Howard et al., 2017) as the vSAM authors ran it on CIFAR (their repository's
+    model/mobilenetv1.py, the "MobileNets" of vsam.txt Table 5): a 3x3/2 stem, 13 depthwise-
+    separable blocks (3x3 depthwise + 1x1 pointwise, each with BatchNorm and ReLU6) with the
+    ImageNet strides, the last two both stride 2 (a 32x32 input ends at 1x1), average pool, fc."""
+    def c(channels):
+        return int(width_mult * channels)
+
+    layers, cin = _conv_bn_relu6(3, c(32), 3, 2), c(32)
+    for cout, stride in ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1),
+                         (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 2)):
+        layers += _conv_bn_relu6(cin, cin, 3, stride, groups=cin)
+        layers += _conv_bn_relu6(cin, c(cout), 1, 1)
+        cin = c(cout)
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)]
+    return nn.Sequential(*layers)
 
 
 def resnet50(num_classes=1000):
@@ -113,5 +137,5 @@ class SmallCNN(nn.Module):
 
 
 NETS = {"cifar_resnet18": cifar_resnet18, "mobilenet_v2_cifar": mobilenet_v2_cifar,
-        "resnet50": resnet50, "wide_resnet": wide_resnet, "pyramidnet": pyramidnet,
+        "mobilenet_v1_cifar": mobilenet_v1_cifar, "resnet50": resnet50, "wide_resnet": wide_resnet, "pyramidnet": pyramidnet,
         "small_cnn": SmallCNN}

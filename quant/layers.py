@@ -24,7 +24,8 @@ class QuantizedLayer:
         layer.__class__ = cls
         layer.weight_quantizer = LSQQuantizer(w_bits, True, per_channel=per_channel)
         layer.weight_quantizer.to(layer.weight.device).initialize(layer.weight)
-        layer.input_quantizer = LSQQuantizer(a_bits, a_signed).to(layer.weight.device)
+        layer.input_quantizer = LSQQuantizer(a_bits, a_signed, activation=True).to(
+            layer.weight.device)
         return layer
 
     def forward(self, x):

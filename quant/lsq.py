@@ -12,9 +12,12 @@ Rounding passes gradients straight through, so ∂x̂/∂x = 1 inside the grid, 
             ⌊x/s⌉ - x/s           if -Q_N < x/s < Q_P        (Eq. 3)
             Q_P                   if x/s >= Q_P
 
-the step's gradient being scaled by g = 1/√(N·Q_P) (Sec. 2.2), N the number of elements quantized
-with that step (the whole tensor, or one output channel). s is initialized from the first data
-seen: s = 2·mean(|x|)/√Q_P.
+the step's gradient being scaled by g = 1/√(N·Q_P) (Sec. 2.2): for weights N = N_W, the number of
+weights quantized with that step (the layer's, or one output channel's); for activations
+N = N_F, the number of features of the layer *per example* (the input's elements divided by the
+batch size), so g depends neither on the batch size nor on which subset of the batch a pass sees
+(K-SAM's K1/K2 passes and ESAM's γB pass scale like the full batch). s is initialized from the
+first data seen: s = 2·mean(|x|)/√Q_P.
 """
 import math
 
@@ -71,6 +74,8 @@ class LSQQuantizer(nn.Module):
         bits: precision b, an int in [2, 8].
         signed: signed grid [-2^(b-1), 2^(b-1) - 1], else unsigned [0, 2^b - 1].
         per_channel: one step per index of dim 0 (a weight's output channel), else one step.
+        activation: the input is a batch of activations (dim 0 the batch): the gradient scale
+            counts the features per example (N_F), else the elements sharing a step (N_W).
 
     Parameters/buffers: ``step`` (shape () per tensor, (C,) per channel; a per-channel quantizer
     not yet initialized holds an empty step, sized by its first forward or a loaded state),
@@ -79,12 +84,16 @@ class LSQQuantizer(nn.Module):
     ranks so that every replica starts from the same one.
     """
 
-    def __init__(self, bits, signed, per_channel=False):
+    def __init__(self, bits, signed, per_channel=False, activation=False):
         super().__init__()
         check_bits("bits", bits)
         check_arg("signed", signed, isinstance(signed, bool), "a bool")
         check_arg("per_channel", per_channel, isinstance(per_channel, bool), "a bool")
+        check_arg("activation", activation, isinstance(activation, bool) and not (
+            activation and per_channel), "a bool, and False with per_channel (dim 0 of an "
+                  "activation is the batch, not channels)")
         self.bits, self.signed, self.per_channel = bits, signed, per_channel
+        self.activation = activation
         self.q_n, self.q_p = grid(bits, signed)
         self.step = nn.Parameter(torch.ones(0 if per_channel else ()))
         self.register_buffer("initialized", torch.tensor(False))
@@ -112,8 +121,9 @@ class LSQQuantizer(nn.Module):
         if not self._ready:
             self.initialize(x)
         step, dims = self._view(x)
-        per_step = x.numel() // self.step.numel()
-        return _LSQ.apply(x, step, self.q_n, self.q_p, 1.0 / math.sqrt(per_step * self.q_p), dims)
+        # N of g = 1/√(N·Q_P): N_F per example for activations, N_W per step for weights
+        n = x[0].numel() if self.activation else x.numel() // self.step.numel()
+        return _LSQ.apply(x, step, self.q_n, self.q_p, 1.0 / math.sqrt(n * self.q_p), dims)
 
     def integer_codes(self, x):
         """The codes of x on this quantizer's grid, as int8 (b <= 8 bits fit)."""
@@ -128,4 +138,5 @@ class LSQQuantizer(nn.Module):
         self._ready = bool(self.initialized)
 
     def extra_repr(self):
-        return f"bits={self.bits}, signed={self.signed}, per_channel={self.per_channel}"
+        return (f"bits={self.bits}, signed={self.signed}, per_channel={self.per_channel}, "
+                f"activation={self.activation}")

@@ -20,6 +20,11 @@ WRAPPER = {"sgd": "OptimWrapper", "sam": "SAMOptimWrapper", "esam": "ESAMOptimWr
            "ksam": "KSAMOptimWrapper", "periodic_sam": "PeriodicSAMOptimWrapper",
            "vsam": "VSAMOptimWrapper", "arsam": "ARSAMOptimWrapper"}
 WRAPPERS_LANDED = all(OPTIM_WRAPPERS.get(name) is not None for name in WRAPPER.values())
+#: K-SAM* (K2 halved midway) beside K-SAM, where the paper ran it (CIFAR), and on digits
+KSAM_STAR = [("cifar10", "resnet18"), ("cifar10", "wrn28_10"), ("cifar10", "pyramidnet110"),
+             ("cifar100", "resnet18"), ("cifar100", "wrn28_10"), ("cifar100", "pyramidnet110"),
+             ("digits", "smallcnn")]
+ALGORITHMS = dict(WRAPPER, ksam_star="KSAMOptimWrapper")
 
 
 def expected(dataset, model, algorithm):
@@ -41,11 +46,12 @@ def expected(dataset, model, algorithm):
                      gamma=0.9 if wide else 0.7, window=50, slices=5, max_rate=0.8),
     }
     extra["arsam"] = extra["vsam"]
+    extra["ksam_star"] = dict(extra["ksam"], k2_halve_at=0.5)
     extra = dict(extra[algorithm])
     if wide and "rho" in extra:
         extra["rho"] = 0.1
     return dict(sgd=dict(type="SGD", momentum=0.9, **sgd), epochs=epochs, batch=batch,
-                wrapper=dict(type=WRAPPER[algorithm], **extra))
+                wrapper=dict(type=ALGORITHMS[algorithm], **extra))
 
 
 def test_all_datasets_and_algorithms_have_configs():
@@ -56,6 +62,9 @@ def test_all_datasets_and_algorithms_have_configs():
                            ("imagenet", "resnet50"), ("digits", "smallcnn")]:
         for algorithm in WRAPPER:
             assert osp.join(dataset, f"{model}_{algorithm}.py") in names
+    for dataset, model in KSAM_STAR:
+        assert osp.join(dataset, f"{model}_ksam_star.py") in names
+    assert osp.join("cifar10", "mobilenetv1_sgd.py") in names   # for configs/quant/table5
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: osp.relpath(p, ROOT))
@@ -63,7 +72,7 @@ def test_config_loads_and_resolves(path):
     cfg = Config.fromfile(path)
     dataset = osp.basename(osp.dirname(path))
     name = osp.splitext(osp.basename(path))[0]
-    algorithm = max((a for a in WRAPPER if name.endswith("_" + a)), key=len)
+    algorithm = max((a for a in ALGORITHMS if name.endswith("_" + a)), key=len)
     model = name[:-len(algorithm) - 1]
     want = expected(dataset, model, algorithm)
 
@@ -95,7 +104,7 @@ def test_config_loads_and_resolves(path):
 
 def test_optimizer_arguments_exist_in_the_core():
     """Each wrapper's keys are arguments of the core optimizer of the same name."""
-    for algorithm in WRAPPER:
+    for algorithm in ALGORITHMS:
         if algorithm == "sgd":
             continue
         cfg = Config.fromfile(osp.join(ROOT, "configs", "digits", f"smallcnn_{algorithm}.py"))
@@ -109,7 +118,7 @@ def test_optimizer_arguments_exist_in_the_core():
 
 
 @pytest.mark.skipif(not WRAPPERS_LANDED, reason="the SAM-family optim wrappers are not merged")
-@pytest.mark.parametrize("algorithm", [a for a in WRAPPER if a != "sgd"])
+@pytest.mark.parametrize("algorithm", [a for a in ALGORITHMS if a != "sgd"])
 def test_digits_sam_family_trains_through_cli(algorithm, tmp_path):
     from test_cls_train import checkpoint, train
     config = osp.join(ROOT, "configs", "digits", f"smallcnn_{algorithm}.py")
@@ -122,6 +131,8 @@ def test_digits_sam_family_trains_through_cli(algorithm, tmp_path):
     logged = {"sampled", "sampling_rate"} | (
         {"psf_norm"} if algorithm in ("vsam", "arsam") else set())
     assert all(logged <= set(s) for s in steps)  # the optimizer's stats reach the log
+    if algorithm == "ksam_star":  # K1 = 8, K2 = 32 of 64; K2 = 16 from the run's midpoint on
+        assert [s["backward_samples"] for s in steps] == [40, 40, 40, 24, 24, 24]
     assert 0 <= scalars[-1]["accuracy/top1"] <= 100
     state = checkpoint(tmp_path / "epoch_3.pth")
     assert state["meta"]["iter"] == 6

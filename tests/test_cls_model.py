@@ -4,7 +4,7 @@ import torch
 
 from arsam.mmlab.classification import ImageClassifier
 from arsam.mmlab.per_sample import find_per_sample_loss
-from arsam.nets import pyramidnet
+from arsam.nets import mobilenet_v1_cifar, pyramidnet
 
 
 def tiny(label_smoothing=0.0):
@@ -75,3 +75,22 @@ def test_pyramidnet_widths_and_shape():
     assert full[-1].in_features == 286 and sum(hasattr(m, "extra") for m in full) == 54
     with pytest.raises(ValueError, match=r"depth must be an int 6n\+2 >= 8, got 110.0"):
         pyramidnet(depth=110.0)
+
+
+def test_mobilenet_v1_is_the_vsam_authors_layout():
+    """3x3/2 stem, 13 depthwise-separable blocks with the ImageNet strides (the last two both 2),
+    ReLU6, no conv biases; a 32x32 input reaches the pool at 1x1."""
+    net = mobilenet_v1_cifar(num_classes=10)
+    convs = [m for m in net if isinstance(m, torch.nn.Conv2d)]
+    depthwise = convs[1::2]
+    assert len(convs) == 27 and all(c.bias is None for c in convs)
+    assert convs[0].stride == (2, 2) and convs[0].out_channels == 32
+    assert all(c.groups == c.in_channels == c.out_channels for c in depthwise)
+    assert [c.stride[0] for c in depthwise] == [1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 2]
+    assert [c.out_channels for c in convs[2::2]] == [64, 128, 128, 256, 256, 512, 512, 512, 512,
+                                                     512, 512, 1024, 1024]
+    assert sum(isinstance(m, torch.nn.ReLU6) for m in net) == 27
+    assert net[-1].in_features == 1024 and net[-1].out_features == 10
+    assert net[:-3](torch.randn(2, 3, 32, 32)).shape == (2, 1024, 1, 1)
+    assert mobilenet_v1_cifar(num_classes=3, width_mult=0.25)(torch.randn(2, 3, 32, 32)).shape \
+        == (2, 3)

@@ -4,11 +4,11 @@ import math
 import pytest
 import torch
 
-from quant import LSQQuantizer
+from quant import LSQQuantizer, QuantLinear
 
 
-def quantizer(bits, signed, step, per_channel=False):
-    q = LSQQuantizer(bits, signed, per_channel=per_channel)
+def quantizer(bits, signed, step, per_channel=False, activation=False):
+    q = LSQQuantizer(bits, signed, per_channel=per_channel, activation=activation)
     q.load_state_dict({"step": torch.as_tensor(step), "initialized": torch.tensor(True)})
     return q
 
@@ -53,6 +53,47 @@ def test_per_channel_gradients_follow_eq3_per_channel():
     expected = (gy * d_step).sum(dim=(1, 2)) / math.sqrt(10 * 15)   # N = 10 per channel
     torch.testing.assert_close(q.step.grad, expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(x.grad, gy * ((v > 0) & (v < 15)), rtol=0, atol=0)
+
+
+# 2-bit signed (Q_N = 2, Q_P = 1), s = 0.5: a batch of 2 examples with 3 features each,
+# v = x/s = [[-5, -0.6, 1.8], [-2, 0.4, 4]], ∂x̂/∂s = [[-2, -0.4, 1], [-2, -0.4, 1]] (Eq. 3);
+# with upstream gradients [[1, 2, 3], [4, 5, 6]] each example sums to 0.2 and -4.
+BATCH_X = torch.tensor([[-2.5, -0.3, 0.9], [-1.0, 0.2, 2.0]])
+BATCH_GY = torch.tensor([[1.0, 2, 3], [4, 5, 6]])
+
+
+@pytest.mark.parametrize("rows, total", [([0, 1], 0.2 - 4), ([1], -4.0)],
+                         ids=["full batch", "subset"])
+def test_activation_step_gradient_scales_per_example(rows, total):
+    """N_F = 3 features per example: g = 1/√(3·Q_P) under the full batch and under a subset."""
+    q = quantizer(2, True, 0.5, activation=True)
+    q(BATCH_X[rows]).backward(BATCH_GY[rows])
+    torch.testing.assert_close(q.step.grad, torch.tensor(total / math.sqrt(3)), rtol=1e-6, atol=0)
+
+
+def test_weight_step_gradient_counts_every_element():
+    """N_W = 6, the elements sharing the step (LSQ's number of weights of the layer)."""
+    q = quantizer(2, True, 0.5)
+    q(BATCH_X).backward(BATCH_GY)
+    torch.testing.assert_close(q.step.grad, torch.tensor(-3.8 / math.sqrt(6)), rtol=1e-6, atol=0)
+
+
+def test_layer_step_gradients_do_not_depend_on_the_batch_size():
+    """A mean loss over a batch and over the batch twice over: equal gradients, input step
+    included (batch-inclusive N would scale it by 1/√2)."""
+    torch.manual_seed(0)
+    layer = QuantLinear.convert(torch.nn.Linear(5, 3), w_bits=4, a_bits=4, a_signed=True,
+                                per_channel=False)
+    x = torch.randn(4, 5)
+    layer(x)                                                 # initializes the input step
+    grads = []
+    for batch in (x, torch.cat([x, x])):
+        layer.zero_grad()
+        layer(batch).pow(2).sum(1).mean().backward()
+        grads.append([p.grad.clone() for p in layer.parameters()])
+    assert layer.input_quantizer.activation and not layer.weight_quantizer.activation
+    for a, b in zip(*grads):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
 
 
 def test_first_forward_initializes_step_from_data():
@@ -104,3 +145,12 @@ def test_signed_and_per_channel_must_be_bools():
         LSQQuantizer(4, 1)
     with pytest.raises(ValueError, match=r"^per_channel must be a bool, got 'yes'$"):
         LSQQuantizer(4, True, per_channel="yes")
+
+
+@pytest.mark.parametrize("kwargs, value", [(dict(activation=1), "1"),
+                                           (dict(activation=True, per_channel=True), "True")])
+def test_activation_must_be_a_bool_without_per_channel(kwargs, value):
+    with pytest.raises(ValueError, match=rf"^activation must be a bool, and False with "
+                                         rf"per_channel \(dim 0 of an activation is the batch, "
+                                         rf"not channels\), got {value}$"):
+        LSQQuantizer(4, True, **kwargs)

@@ -42,6 +42,42 @@ def test_config_fine_tunes_the_full_precision_config_output(net, optimizer):
     assert cfg.train_dataloader == fp.train_dataloader
 
 
+TABLE5 = {"resnet18": "cifar_resnet18", "mobilenetv1": "mobilenet_v1_cifar"}
+TABLE5_OPTIMIZERS = ["sgd", "sam", "vsam", "arsam"]
+
+
+@pytest.mark.parametrize("net", list(TABLE5))
+@pytest.mark.parametrize("optimizer", TABLE5_OPTIMIZERS)
+def test_table5_configs_are_lsq_setting(net, optimizer):
+    """vsam.txt Table 5 in LSQ's setting: per-layer steps, W4A4 (first/last 8), 90 epochs of
+    cosine from lr 0.01, weight decay 1e-4, from the full-precision config's checkpoint."""
+    cfg = Config.fromfile(CONFIGS / "table5" / f"{net}_w4a4_{optimizer}.py")
+    fp = Config.fromfile(CONFIGS.parent / "cifar10" / f"{net}_sgd.py")
+    assert cfg.model.type == "QuantizedClassifier" and cfg.model.net == fp.model.net
+    assert cfg.model.net.type == TABLE5[net]
+    assert cfg.model.fp_checkpoint == f"work_dirs/{net}_sgd/epoch_{fp.train_cfg.max_epochs}.pth"
+    assert cfg.model.quantize == dict(w_bits=4, a_bits=4, first_last_bits=8, per_channel=False)
+    assert cfg.optim_wrapper.optimizer == dict(type="SGD", lr=0.01, momentum=0.9,
+                                               weight_decay=1e-4)
+    wrapper = fp.optim_wrapper.type if optimizer == "sgd" else f"{optimizer.upper()}OptimWrapper"
+    assert cfg.optim_wrapper.type == wrapper
+    assert cfg.optim_wrapper.paramwise_cfg == dict(custom_keys={"quantizer.step": dict(rho=0.0)})
+    assert cfg.train_cfg.max_epochs == 90
+    assert cfg.param_scheduler == [dict(type="CosineAnnealingLR", by_epoch=True, begin=0, end=90,
+                                        T_max=90, convert_to_iter_based=True)]
+    assert cfg.train_dataloader == fp.train_dataloader
+
+
+def test_table5_mobilenetv1_has_one_step_per_layer():
+    cfg = Config.fromfile(CONFIGS / "table5" / "mobilenetv1_w4a4_sam.py")
+    model = MODELS.build(dict(cfg.model, fp_checkpoint=None,
+                              net=dict(cfg.model.net, width_mult=0.25)))
+    layers = [m for m in model.modules() if isinstance(m, (QuantConv2d, QuantLinear))]
+    assert len(layers) == 28                   # 27 convolutions and the classifier
+    assert all(m.weight_quantizer.step.shape == () for m in layers)
+    assert [m.weight_quantizer.bits for m in (layers[0], layers[1], layers[-1])] == [8, 4, 8]
+
+
 def save_classifier(path, net=SMALL, seed=0):
     torch.manual_seed(seed)
     model = MODELS.build(dict(type="ImageClassifier", net=net))
