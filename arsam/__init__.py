@@ -1,4 +1,5 @@
-"""arsam: SAM, ESAM, K-SAM, PeriodicSAM, vSAM and ARSAM for PyTorch, with mmengine wrappers."""
+"""arsam: SAM, ESAM, K-SAM, PeriodicSAM, LookSAM and ARSAM/vSAM for PyTorch, with mmengine
+wrappers."""
 import importlib.util
 
 from .engine import SharpnessAwareOptimizer, frozen_bn_stats
@@ -8,14 +9,15 @@ from .periodic import PeriodicSAM
 from .looksam import LookSAM
 from .reuse import ARSAM, VSAM
 from .sam import SAM
-from .schedules import FixedSchedule, Schedule, VSAMSchedule
+from .schedules import FixedSchedule, MatchedSchedule, Schedule, VSAMSchedule
 
 #: every optimizer by name; VSAM is ARSAM under the name of the conference paper (vsam.txt)
 OPTIMIZERS = dict(SAM=SAM, ESAM=ESAM, KSAM=KSAM, PeriodicSAM=PeriodicSAM, LookSAM=LookSAM,
                   VSAM=VSAM, ARSAM=ARSAM)
 
 __all__ = ["SharpnessAwareOptimizer", "frozen_bn_stats", "SAM", "ESAM", "KSAM", "PeriodicSAM",
-           "LookSAM", "VSAM", "ARSAM", "Schedule", "VSAMSchedule", "FixedSchedule", "OPTIMIZERS"]
+           "LookSAM", "VSAM", "ARSAM", "Schedule", "MatchedSchedule", "VSAMSchedule", "FixedSchedule",
+           "OPTIMIZERS"]
 
 if importlib.util.find_spec("mmengine") is not None:  # registers the optim wrappers
     from .mmlab import wrappers  # noqa: F401

@@ -40,7 +40,9 @@ class LookSAM(SharpnessAwareOptimizer):
             g_s = [p.grad for p in params]
             coef = (tensors_dot(g_s, g) / tensors_norm(g).double() ** 2).nan_to_num(0.0)
             g_v = torch._foreach_add(g_s, g, alpha=-coef.item())  # g_s - <g_s,g>/‖g‖²·g
-            if self.loss_scaler is None or torch.isfinite(tensors_norm(g_v)):  # else: overflow
+            if self.loss_scaler is not None:  # stored unscaled; an overflow keeps the old g_v
+                torch._foreach_mul_(g_v, 1.0 / self.loss_scaler.get_scale())
+            if self.loss_scaler is None or torch.isfinite(tensors_norm(g_v)):
                 for p, v in zip(params, g_v):
                     self.state[p]["g_v"] = v
             return loss.mean()

@@ -10,7 +10,7 @@ step changes nothing. ``rate`` is the current sampling rate; all state is in ``s
 
 * ``'vsam'`` (:class:`VSAMSchedule`): the paper's Eqs. 8-17 as the official code runs them;
 * ``'fixed'`` (:class:`FixedSchedule`): a constant rate, evenly spaced (the ablation);
-* ``'psf-ar'`` (:class:`PSFARSchedule`): our rule (docs/arsam.md).
+* ``'matched'`` (:class:`MatchedSchedule`): our rule (docs/arsam.md).
 """
 import collections
 import math
@@ -46,19 +46,12 @@ def mean_change_rate(values):
     return sum(rates) / len(rates) if rates else 0.0
 
 
-class Sample:
-    """What the optimizer measures at a sampled step, on the schedule's tensors (reuse.py).
-
-    ``psf_norm``, ``sgd_norm``: ‖PSF‖ and ‖g_SGD‖ of this step (Eq. 11);
-    ``dot``, ``stored_sq``: <PSF, stored PSF> and ‖stored PSF‖² (0 when none is stored yet);
-    ``gap``: steps since the previous sample (None for the first).
-    """
-
-    __slots__ = ("psf_norm", "sgd_norm", "dot", "stored_sq", "gap")
-
-    def __init__(self, psf_norm, sgd_norm, dot=0.0, stored_sq=0.0, gap=None):
-        self.psf_norm, self.sgd_norm = psf_norm, sgd_norm
-        self.dot, self.stored_sq, self.gap = dot, stored_sq, gap
+#: What the optimizer measures at a sampled step, on the schedule's tensors (reuse.py):
+#: ``psf_norm``, ``sgd_norm``: ‖PSF‖ and ‖g_SGD‖ of this step (Eq. 11); ``dot``, ``stored_sq``:
+#: <PSF, stored PSF> and ‖stored PSF‖² (0 when none is stored yet); ``gap``: steps since the
+#: previous sample (None for the first).
+Sample = collections.namedtuple("Sample", "psf_norm sgd_norm dot stored_sq gap",
+                                defaults=(0.0, 0.0, None))
 
 
 class Schedule:
@@ -194,22 +187,9 @@ class VSAMSchedule(DecayedReuse, Schedule):
         return c if self.clamp is None else min(max(c, -self.clamp), self.clamp)
 
 
-class FixedSchedule(DecayedReuse, Schedule):
-    """A constant sampling rate p, evenly spaced: a credit grows by p every step and a step is
-    sampled when it reaches 1 (then 1 is paid), so n steps take ⌊n·p⌋ or ⌈n·p⌉ samples and no
-    random number is drawn. Reuse: ``DecayedReuse`` (γ = 1, no cut-off: the PSF is reused whole
-    until the next sample). The ablation that shows what an adaptive rate buys."""
-
-    _fields = ("credit",)
-
-    def __init__(self, rate=0.25, gamma=1.0, reuse_steps=None):
-        _number("rate", rate, lambda r: 0 < r <= 1, "in (0, 1]")
-        super().__init__(gamma, reuse_steps)
-        self.p, self.credit = float(rate), 0.0
-
-    @property
-    def rate(self):
-        return self.p
+class EvenSpacing:
+    """Deterministic, evenly spaced sampling at ``self.p``: a credit grows by p every step and a
+    step is sampled when it reaches 1 (then 1 is paid); no random number is drawn."""
 
     def decide(self, generator):
         return self.credit + self.p >= 1.0
@@ -218,4 +198,80 @@ class FixedSchedule(DecayedReuse, Schedule):
         self.credit += self.p - sampled
 
 
-SCHEDULES = {"vsam": VSAMSchedule, "fixed": FixedSchedule}
+class FixedSchedule(EvenSpacing, DecayedReuse, Schedule):
+    """A constant sampling rate p, evenly spaced (``EvenSpacing``: n steps take ⌊n·p⌋ or ⌈n·p⌉
+    samples). Reuse: ``DecayedReuse`` (default γ = 1, no cut-off: the PSF is reused whole until
+    the next sample). The ablation that shows what an adaptive rate buys."""
+
+    _fields = ("credit",)
+
+    def __init__(self, rate=0.2, gamma=1.0, reuse_steps=None):
+        _number("rate", rate, lambda r: 0 < r <= 1, "in (0, 1]")
+        super().__init__(gamma, reuse_steps)
+        self.p, self.credit = float(rate), 0.0
+
+    @property
+    def rate(self):
+        return self.p
+
+
+class MatchedSchedule(EvenSpacing, DecayedReuse, Schedule):
+    """Our rule: sample just often enough that reusing a stale PSF costs no more noise than SGD's
+    own (docs/arsam.md has the derivation and the measurements behind it).
+
+    Model: PSF_t = m + n_t, a persistent part m and a part n_t of the batch (i.i.d., E‖n‖² = N).
+    Measured on digits, <PSF_t, PSF_{t-d}>/‖PSF_{t-d}‖² is the same small number for every lag
+    d from 1 to 50: m does not decay between samples, so the stored PSF is reused whole
+    (γ = 1, no cut-off; Eq. 17's γ^k shrinks m and loses SAM's gain). Reusing the PSF of step t*
+    for the T-1 steps of a gap of T errs by e_t = n_t* - n_t each step; the errors add up
+    *coherently*, E‖Σ e_t‖² = (T-1)·T·D/2 with D = E‖PSF_t - PSF_t*‖² = 2N, while SGD's own
+    gradient noise adds up *incoherently*, (T-1)·σ². Holding the first within κ² times the
+    second gives the gap T = 2κ²σ²/D, the rate
+
+        p = D / (2·κ²·σ²),  clipped to [min_rate, max_rate],
+
+    with D = ‖PSF‖² + ‖stored‖² - 2<PSF, stored> (how far the reused PSF was from the fresh
+    one) and σ² ≈ ‖g_SGD‖² (an upper bound of SGD's noise) measured at every sample and
+    averaged by exponential moving averages of weight ``smooth``. Sampling is evenly spaced
+    (``EvenSpacing``); until the first sample is observed every step is sampled.
+
+    Args: kappa κ = 1.5, min_rate = 0.02 (the PSF is at most 50 steps old), max_rate = 0.5,
+    smooth = 0.2; gamma, reuse_steps as ``DecayedReuse`` (1 and None).
+    """
+
+    _fields = ("credit", "p", "d_mean", "sgd_sq_mean")
+
+    def __init__(self, kappa=1.5, min_rate=0.02, max_rate=0.5, smooth=0.2, gamma=1.0,
+                 reuse_steps=None):
+        _number("kappa", kappa, lambda k: k > 0, "a number > 0")
+        _number("max_rate", max_rate, lambda m: 0 < m <= 1, "in (0, 1]")
+        _number("min_rate", min_rate, lambda m: 0 < m <= max_rate, f"in (0, max_rate={max_rate}]")
+        _number("smooth", smooth, lambda s: 0 < s <= 1, "in (0, 1]")
+        super().__init__(gamma, reuse_steps)
+        self.kappa, self.min_rate, self.max_rate, self.smooth = kappa, min_rate, max_rate, smooth
+        self.credit, self.p = 0.0, float(max_rate)
+        self.d_mean = self.sgd_sq_mean = None  # EMAs of D and σ²
+
+    @property
+    def rate(self):
+        return self.p
+
+    def decide(self, generator):
+        return self.d_mean is None or super().decide(generator)
+
+    def observe(self, sample):
+        d = sample.psf_norm ** 2 + sample.stored_sq - 2.0 * sample.dot
+        if not sample.stored_sq:
+            d = 2.0 * sample.psf_norm ** 2  # nothing stored yet: as if uncorrelated
+        sgd_sq = sample.sgd_norm ** 2
+        if self.d_mean is None:
+            self.d_mean, self.sgd_sq_mean = d, sgd_sq
+        else:
+            self.d_mean += self.smooth * (d - self.d_mean)
+            self.sgd_sq_mean += self.smooth * (sgd_sq - self.sgd_sq_mean)
+        p = self.d_mean / (2.0 * self.kappa ** 2 * self.sgd_sq_mean) if self.sgd_sq_mean else 1.0
+        self.p = min(max(p, self.min_rate), self.max_rate)
+        return 1.0
+
+
+SCHEDULES = {"vsam": VSAMSchedule, "fixed": FixedSchedule, "matched": MatchedSchedule}

@@ -225,10 +225,16 @@ def test_norms_on_named_tensors():
     assert sample.psf_norm == pytest.approx(flat(psf[:2]).norm().item(), rel=1e-12)
 
 
-def test_named_norm_tensors_need_the_model():
+def test_named_norm_tensors_need_the_model_before_any_work():
+    problem = Problem()
+    opt = arsam.ARSAM(problem.parameters(), torch.optim.SGD, lr=0.1, start_iter=1,
+                      norm_params=("w",))
+    w0 = problem.at()
     with pytest.raises(ValueError, match=r"norm_params given as parameter-name prefixes needs "
-                                         r"model="):
-        arsam.ARSAM(Problem().parameters(), torch.optim.SGD, lr=0.1, norm_params=("w",))
+                                         r"the model \(model=; the mmengine wrappers set it\)"):
+        opt.step(problem.closure)
+    assert_at(problem, w0)
+    assert opt.iteration == 0 and opt.last_sampled is None
 
 
 def test_the_schedule_sees_the_stored_psf_and_the_gap():
@@ -368,8 +374,8 @@ def test_schedules_by_name_take_their_arguments_and_leave_the_rest():
 
 
 @pytest.mark.parametrize("schedule, kwargs, error, message", [
-    ("linear", {}, ValueError, r"schedule must be one of \['fixed', 'vsam'\] or a schedule "
-                               r"object, got 'linear'"),
+    ("linear", {}, ValueError, r"schedule must be one of \['fixed', 'matched', 'vsam'\] or a "
+                               r"schedule object, got 'linear'"),
     ("fixed", dict(alpha=0.1), TypeError, r"alpha is an argument of schedule 'vsam', not of "
                                           r"'fixed' \(its arguments: rate, gamma, reuse_steps\)"),
     (FixedSchedule(), dict(gamma=0.5), TypeError, r"schedule arguments \['gamma'\] given with "
