@@ -44,7 +44,7 @@ def test_config_fine_tunes_the_full_precision_config_output(net, optimizer):
 
 def save_classifier(path, net=SMALL, seed=0):
     torch.manual_seed(seed)
-    model = MODELS.build(dict(type="ImageClassifier", net=net))
+    model = MODELS.build(dict(type="arsam.ImageClassifier", net=net))
     torch.save(dict(meta={}, state_dict=model.state_dict()), path)
     return model
 
