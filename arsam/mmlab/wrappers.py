@@ -245,7 +245,8 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
                      and self._grad_flags() == grad_flags)
             first = False
             if reuse:
-                if self._is_ddp(model) and (self.sync_ascent or not self._in_ascent):
+                if recorded.requires_grad and self._is_ddp(model) and (
+                        self.sync_ascent or not self._in_ascent):  # no backward: no all-reduce
                     recorded.register_hook(self._all_reduce_after_backward)
                 return recorded
             with self._autocast(), frozen_bn_stats(module):
