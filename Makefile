@@ -16,20 +16,28 @@ $(VENV)/.core:
 # OpenMMLab: see ../shared/NOTES-openmmlab.md. mmpose's declared requirements pull chumpy, which
 # does not build in isolation and is never imported, so mmpose goes in without them; xtcocotools is
 # built against the installed numpy.
-$(VENV)/.mm: $(VENV)/.core
+$(VENV)/.mm: $(VENV)/.core pyproject.toml
 	$(PIP) -e '.[mm,dev]'
 	$(PIP) cython
 	$(PIP) --no-build-isolation --no-binary xtcocotools xtcocotools==1.14.3
 	$(PIP) --no-deps mmpose==1.3.2
 	touch $@
 
+# mmcv-lite has no compiled ops; mmseg/mmpose/mmpretrain import them. Instead of building the full
+# mmcv (~11 min on 2 cores, with a C++20 workaround), a stand-in for mmcv._ext becomes part of the
+# venv: a .pth file that registers it at interpreter start (arsam/mmlab/mmcv_ext.py; nothing is
+# written when a compiled mmcv._ext is present).
+$(VENV)/.mmcv-ext: $(VENV)/.mm
+	$(PY) -c "from arsam.mmlab.mmcv_ext import write_pth; print(write_pth())"
+	touch $@
+
 setup-core: $(VENV)/.core
-setup: $(VENV)/.mm
+setup: $(VENV)/.mm $(VENV)/.mmcv-ext
 
 demo: $(VENV)/.core
 	$(PY) -m arsam.demo
 
-test: $(VENV)/.mm
+test: setup
 	$(PY) -m pytest
 
 clean:

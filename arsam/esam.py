@@ -44,10 +44,20 @@ class ESAM(SharpnessAwareOptimizer):
         check_arg("radius", radius, radius in RADII, f"one of {RADII}")
         super().__init__(params, base_optimizer, rho, **kwargs)
         self.beta, self.gamma, self.radius = beta, gamma, radius
+        self._swp_mask = None  # (generator state before the draw, tensors turned off)
 
     @property
     def needs_per_sample_losses(self):
         return self.gamma < 1
+
+    def compute_gradient(self, closure):
+        try:
+            loss = super().compute_gradient(closure)
+        except BaseException:
+            self.cancel_swp_mask()  # a mask drawn before the step goes too, its draw rewound
+            raise
+        self._swp_mask = None
+        return loss
 
     def _gradient(self, closure):
         select = self.gamma < 1
@@ -68,9 +78,19 @@ class ESAM(SharpnessAwareOptimizer):
         self._restore()
         return loss_w.mean()
 
-    @contextlib.contextmanager
-    def _swp(self):
-        """Turn ``requires_grad`` off for the tensors not chosen (Bernoulli(β), at least one)."""
+    def draw_swp_mask(self):
+        """Draw the coming step's SWP selection (Eq. 6) now and turn ``requires_grad`` off for the
+        tensors not chosen (Bernoulli(β) each, at least one chosen).
+
+        The step's first pass is the forward at w; an integration that runs that forward itself
+        (mmengine's train_step, reused as the ascent pass) calls this before it, so that the
+        forward builds no graph for the unchosen tensors, as in the official code. The next
+        :meth:`compute_gradient` uses this selection and turns the flags back on after its
+        ascent pass; :meth:`cancel_swp_mask` undoes it. Called again, it first cancels the
+        pending selection (so it draws the same one).
+        """
+        self.cancel_swp_mask()
+        state = self.generator.get_state()
         params = [p for p in self._params() if p.requires_grad]
         off = []
         if self.beta < 1 and params:
@@ -81,8 +101,26 @@ class ESAM(SharpnessAwareOptimizer):
             off = [p for p, c in zip(params, chosen.tolist()) if not c]
         for p in off:
             p.requires_grad_(False)
-        try:
-            yield
-        finally:
-            for p in off:
-                p.requires_grad_(True)
+        self._swp_mask = (state, off)
+
+    def cancel_swp_mask(self):
+        """Undo a pending :meth:`draw_swp_mask`: flags back on, the generator rewound."""
+        if self._swp_mask is not None:
+            state = self._swp_mask[0]
+            self._flags_back_on()
+            self._swp_mask = None
+            self.generator.set_state(state)
+
+    def _flags_back_on(self):
+        state, off = self._swp_mask
+        for p in off:
+            p.requires_grad_(True)
+        self._swp_mask = (state, [])  # the draw stays undoable until the step has succeeded
+
+    @contextlib.contextmanager
+    def _swp(self):
+        """The ascent pass under the SWP selection: the pending one or one drawn now."""
+        if self._swp_mask is None:
+            self.draw_swp_mask()
+        yield  # on an exception compute_gradient cancels the selection
+        self._flags_back_on()

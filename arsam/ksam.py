@@ -21,6 +21,9 @@ class KSAM(SharpnessAwareOptimizer):
     """
 
     needs_per_sample_losses = True
+    #: the first pass (the losses that rank the samples) runs no backward: an integration that
+    #: runs it itself (mmengine's train_step) runs it without building a graph
+    first_pass_backward = False
 
     def __init__(self, params, base_optimizer, rho=0.05, k1=0.125, k2=0.5, k2_halve_at=None,
                  **kwargs):

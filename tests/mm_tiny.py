@@ -92,13 +92,16 @@ def make_runner(work_dir, model, optim_wrapper, max_iters=4, data=None, **kwargs
 
 
 def reference(model, core_class, steps, data=None, lr=0.1, between=None, clip=None,
-              amp_dtype=None, **kwargs):
+              amp_dtype=None, on_copy=None, **kwargs):
     """Train a copy of ``model`` with the core optimizer alone on the Runner's batches.
 
     ``between(opt, step)`` runs before each step (schedules); ``clip`` is a max gradient norm;
-    ``amp_dtype`` autocasts each forward. Returns the model and the per-step stats.
+    ``amp_dtype`` autocasts each forward; ``on_copy(model)`` runs on the copy before training
+    (hooks). Returns the model and the per-step stats.
     """
     model = copy.deepcopy(model).train()
+    if on_copy is not None:
+        on_copy(model)
     data = data or TinyData()
     opt = core_class(model.parameters(), base_optimizer=torch.optim.SGD, lr=lr, momentum=0.9,
                      weight_decay=5e-4, model=model, **kwargs)

@@ -14,7 +14,7 @@ from arsam.nets import NETS
 from arsam.schedules import SCHEDULES
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-OTHERS = ("_base_", "seg", "pose", "quant")  # bases, and the other tasks' configs
+OTHERS = ("_base_", "seg", "pose", "quant", "mmpretrain")  # bases, and the other tasks' configs
 CONFIGS = sorted(p for p in glob.glob(osp.join(ROOT, "configs", "**", "*.py"), recursive=True)
                  if osp.relpath(p, osp.join(ROOT, "configs")).split(osp.sep)[0] not in OTHERS)
 WRAPPER = {"sgd": "OptimWrapper", "sam": "SAMOptimWrapper", "esam": "ESAMOptimWrapper",
@@ -126,12 +126,14 @@ def test_optimizer_arguments_exist_in_the_core():
 def test_digits_sam_family_trains_through_cli(algorithm, tmp_path):
     from test_cls_train import checkpoint, train
     config = osp.join(ROOT, "configs", "digits", f"smallcnn_{algorithm}.py")
-    # 128 training images: 2 iterations per epoch, 3 epochs, evaluated at the end; ARSAM's
-    # warm-up shortened to 1 of the 3 epochs
+    # 128 training images: 2 iterations per epoch, 3 epochs, evaluated at the end; mixed
+    # precision (bf16 autocast and loss scaling on CPU), the lr scaled by batch 64 / base 128;
+    # ARSAM's warm-up shortened to 1 of the 3 epochs
     warmup = ["optim_wrapper.warmup_epochs=1"] if algorithm in ("vsam", "arsam") else []
     scalars = train(config, tmp_path, "train_dataloader.dataset.test_size=1669",
                     "train_cfg.max_epochs=3", "train_cfg.val_interval=3",
-                    "default_hooks.logger.interval=1", *warmup)
+                    "default_hooks.logger.interval=1", "auto_scale_lr.base_batch_size=128",
+                    *warmup, flags=["--amp", "--auto-scale-lr"])
     steps = [s for s in scalars if "loss" in s]
     assert [s["iter"] for s in steps] == [1, 2, 3, 4, 5, 6]
     logged = {"sampled", "sampling_rate"} | (
@@ -142,6 +144,9 @@ def test_digits_sam_family_trains_through_cli(algorithm, tmp_path):
     assert 0 <= scalars[-1]["accuracy/top1"] <= 100
     state = checkpoint(tmp_path / "epoch_3.pth")
     assert state["meta"]["iter"] == 6
+    optimizer = state["optimizer"]
+    assert optimizer["loss_scaler"]["scale"] > 0  # --amp: the loss scaler's state is saved
+    assert optimizer["base_optimizer"]["param_groups"][0]["initial_lr"] == 0.025  # 0.05 x 64/128
     assert all(torch.isfinite(t).all() for t in state["state_dict"].values())
 
 

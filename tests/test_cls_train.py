@@ -12,12 +12,12 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SGD = osp.join(ROOT, "configs", "digits", "smallcnn_sgd.py")
 
 
-def train(config, work_dir, *options, resume=()):
+def train(config, work_dir, *options, resume=(), flags=()):
     """Run ``arsam-train`` and return the scalars it logged (one dict per logged step).
 
     Each run gets its own experiment name: mmengine names it by config and second, and two
     Runners of one name in a process share their logger and visualizer."""
-    assert main([config, "--work-dir", str(work_dir), *resume, "--cfg-options",
+    assert main([config, "--work-dir", str(work_dir), *resume, *flags, "--cfg-options",
                  "default_hooks.logger.interval=5", f"experiment_name={uuid.uuid4().hex}",
                  *options]) is None
     [scalars] = list(work_dir.glob("*/vis_data/scalars.json"))[-1:]
@@ -41,6 +41,37 @@ def test_build_config_options():
     assert cfg.env_cfg.dist_cfg.backend == ("nccl" if torch.cuda.is_available() else "gloo")
     with pytest.raises(SystemExit):
         parse_args([SGD, "--launcher", "slurm"])
+
+
+@pytest.mark.parametrize("algorithm, wrapper", [
+    ("sgd", dict(type="AmpOptimWrapper", loss_scale="dynamic")),  # as the OpenMMLab tools
+    ("sam", dict(type="SAMOptimWrapper", loss_scale="dynamic", rho=0.05)),
+    ("esam", dict(type="ESAMOptimWrapper", loss_scale=256.0, rho=0.05, beta=0.6, gamma=0.5))])
+def test_amp_flag_turns_on_mixed_precision(algorithm, wrapper):
+    config = osp.join(ROOT, "configs", "digits", f"smallcnn_{algorithm}.py")
+    options = ["--cfg-options", "optim_wrapper.loss_scale=256.0"] if algorithm == "esam" else []
+    cfg = build_config(parse_args([config, "--amp", *options]))  # a given loss_scale is kept
+    got = cfg.optim_wrapper.to_dict()
+    got.pop("optimizer")
+    assert {k: v for k, v in got.items() if k in wrapper} == wrapper
+
+
+def test_amp_flag_refuses_other_wrappers():
+    with pytest.raises(ValueError, match=r"--amp supports OptimWrapper, AmpOptimWrapper and the "
+                                         r"arsam wrappers .* got optim_wrapper type "
+                                         r"'ApexOptimWrapper'"):
+        build_config(parse_args([SGD, "--amp", "--cfg-options",
+                                 "optim_wrapper.type=ApexOptimWrapper"]))
+
+
+def test_auto_scale_lr_flag_needs_the_base_batch_size():
+    cfg = build_config(parse_args([SGD, "--auto-scale-lr"]))
+    assert cfg.auto_scale_lr == dict(enable=True, base_batch_size=64)
+    assert build_config(parse_args([SGD])).auto_scale_lr.get("enable", False) is False
+    with pytest.raises(ValueError, match=r"--auto-scale-lr needs auto_scale_lr.base_batch_size "
+                                         r"in the config \(the total batch size its lr is for\)"):
+        build_config(parse_args([SGD, "--auto-scale-lr", "--cfg-options",
+                                 "auto_scale_lr={}"]))
 
 
 def test_short_run_evaluates_and_resumes_exactly(tmp_path):

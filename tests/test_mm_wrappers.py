@@ -15,6 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import arsam
 from arsam.mmlab.per_sample import register_per_sample_loss
+from arsam.mmlab import wrappers
 from arsam.mmlab.wrappers import SharpnessAwareOptimWrapper, take
 
 STEPS = 4
@@ -59,14 +60,22 @@ def test_build_passes_extra_keys_to_the_core_and_shares_param_groups():
 @pytest.mark.parametrize("kwargs, message", [
     (dict(accumulative_counts=2), r"accumulative_counts must be 1 for SAMOptimWrapper \(every "
                                   r"pass .* got 2"),
-    (dict(dtype="float8"), r"dtype must be None, a torch.dtype or one of \('float16', "
-                           r"'bfloat16', 'float32', 'float64'\), got 'float8'"),
+    (dict(dtype="float8"), r"dtype must be None or an autocast dtype, one of \('float16', "
+                           r"'bfloat16'\) \(str or torch.dtype\), got 'float8'"),
+    (dict(dtype=torch.float32, loss_scale="dynamic"), r"dtype must be None or an autocast "
+                                                      r"dtype, .* got torch.float32"),
+    (dict(dtype="float16"), r"loss_scale must be given with dtype='float16' \(float16 "
+                            r"gradients underflow unscaled; AmpOptimWrapper's default is "
+                            r"'dynamic'\), got None"),
+    (dict(dtype="float16", loss_scale="dynamic"), r"dtype must be None or 'bfloat16' on CPU "
+                                                  r"\(mmengine's CPU autocast\), got 'float16'"),
     (dict(loss_scale=-1.0), r"loss_scale must be None, 'dynamic', a number > 0 or a dict of "
                             r"GradScaler arguments, got -1.0"),
     (dict(sync_ascent="yes"), r"sync_ascent must be a bool, got 'yes'"),
     (dict(rho=-1), r"rho must be a number >= 0, got -1"),
 ])
-def test_bad_arguments_fail_at_build(kwargs, message):
+def test_bad_arguments_fail_at_build(monkeypatch, kwargs, message):
+    monkeypatch.setattr(wrappers, "get_device", lambda: "cpu")  # the CPU rule, on any machine
     with pytest.raises(ValueError, match=message):
         build_optim_wrapper(make_model(TinyClassifier), optim_cfg("SAMOptimWrapper", **kwargs))
 
@@ -103,7 +112,7 @@ class RecordSampled(Hook):
     ("ARSAM", SCHEDULE, TinyClassifier, 1),          # + the perturbed pass on sampled steps
     ("KSAM", {}, PerSampleClassifier, 3),            # ranking forward + K1 and K2 passes
     ("ESAM", dict(beta=1.0, gamma=0.5), PerSampleClassifier, 3),  # + SDS forward, B+ pass
-    ("ESAM", dict(beta=0.5, gamma=0.5), PerSampleClassifier, 4),  # SWP pass replayed
+    ("ESAM", dict(beta=0.5, gamma=0.5), PerSampleClassifier, 3),  # SWP mask drawn before it
 ])
 def test_first_pass_is_the_forward_train_step_ran(tmp_path, name, kwargs, model_class, passes):
     """Forwards per step: the core's passes, train_step's forward being the first one."""
@@ -142,8 +151,9 @@ def test_param_schedulers_reach_the_base_optimizer(tmp_path):
 @pytest.mark.parametrize("loss_scale", [None, 1024.0])
 def test_clip_grad_clips_the_unscaled_update_gradient(tmp_path, loss_scale):
     model = make_model(TinyClassifier)
-    expected, _ = reference(model, arsam.SAM, STEPS, clip=0.05)
-    unclipped, _ = reference(model, arsam.SAM, STEPS)
+    amp = None if loss_scale is None else torch.bfloat16  # loss_scale implies autocast (CPU)
+    expected, _ = reference(model, arsam.SAM, STEPS, clip=0.05, amp_dtype=amp)
+    unclipped, _ = reference(model, arsam.SAM, STEPS, amp_dtype=amp)
     runner = make_runner(tmp_path, model, optim_cfg("SAMOptimWrapper", loss_scale=loss_scale,
                                                     clip_grad=dict(max_norm=0.05)),
                          max_iters=STEPS)
@@ -157,11 +167,13 @@ def test_clip_grad_clips_the_unscaled_update_gradient(tmp_path, loss_scale):
 @pytest.mark.parametrize("loss_scale, scale", [
     ("dynamic", 2.0 ** 16), (256.0, 256.0), (dict(init_scale=2.0 ** 12), 2.0 ** 12)])
 def test_loss_scaling_leaves_the_steps_unchanged(tmp_path, loss_scale, scale):
+    """loss_scale alone autocasts in the device's AMP dtype (bf16 on CPU), as AmpOptimWrapper."""
     model = make_model(TinyClassifier)
-    expected, _ = reference(model, arsam.ARSAM, STEPS, **SCHEDULE)
+    expected, _ = reference(model, arsam.ARSAM, STEPS, amp_dtype=torch.bfloat16, **SCHEDULE)
     runner = make_runner(tmp_path, model, optim_cfg("ARSAMOptimWrapper", loss_scale=loss_scale,
                                                     **SCHEDULE), max_iters=STEPS)
     runner.train()
+    assert model.autocast_log == [True] * len(model.autocast_log)
     assert_same_weights(runner.model, expected)  # power-of-two scales: exact
     assert runner.optim_wrapper.state_dict()["loss_scaler"]["scale"] == scale
 

@@ -80,7 +80,7 @@ def test_table5_mobilenetv1_has_one_step_per_layer():
 
 def save_classifier(path, net=SMALL, seed=0):
     torch.manual_seed(seed)
-    model = MODELS.build(dict(type="ImageClassifier", net=net))
+    model = MODELS.build(dict(type="arsam.ImageClassifier", net=net))
     torch.save(dict(meta={}, state_dict=model.state_dict()), path)
     return model
 

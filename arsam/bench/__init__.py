@@ -3,6 +3,7 @@
     arsam-bench throughput --model resnet18 --batch-size 128 --steps 8 --json t.json
     arsam-bench accuracy --noise 0,0.2,0.4 --seeds 3 --epochs 30 --json a.json --trace-json tr.json
     arsam-bench plot --accuracy-json a.json --trace-json tr.json --out figures/
+    arsam-bench runner --task cls|seg|pose --steps 5 --memory --json r.json
 
 See docs/benchmarks.md for what is measured and how.
 """
@@ -11,6 +12,8 @@ import json
 import os
 
 from .common import OPTIMIZERS, parse_list, parse_optimizers, pick_device
+
+RUNNER_VARIANTS = ("SGD", "SAM", "ESAM", "KSAM", "PeriodicSAM", "VSAM", "ARSAM")
 
 
 def _positive_int(name, minimum=1):
@@ -89,7 +92,26 @@ def parser():
                    help="an accuracy trace JSON or an mmengine vis_data/scalars.json; repeatable")
     g.add_argument("--out", default=".")
 
+    r = sub.add_parser("runner", help="the mmengine Runner path against the core path")
+    r.add_argument("--task", choices=("cls", "seg", "pose"), default="cls")
+    r.add_argument("--batch-size", type=_positive_int("--batch-size"), default=None,
+                   help="default 32 (cls), 8 (seg), 32 (pose)")
+    r.add_argument("--steps", type=_positive_int("--steps"), default=5, help="timed rounds")
+    r.add_argument("--warmup", type=_positive_int("--warmup", 0), default=1)
+    r.add_argument("--width", type=_positive_int("--width"), default=16,
+                   help="seg/pose backbone base width (64 is the configs' own)")
+    r.add_argument("--variants", default=",".join(RUNNER_VARIANTS),
+                   type=_list_type("--variants", str.strip, lambda v: v in RUNNER_VARIANTS,
+                                   f"names from {', '.join(RUNNER_VARIANTS)}"))
+    r.add_argument("--memory", action="store_true",
+                   help="probe each path's peak memory in a fresh process")
+    r.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    r.add_argument("--json", default=None)
+    r.add_argument("--threads", type=_positive_int("--threads"), default=None)
+
     m = sub.add_parser("_memory")  # internal: one peak-memory probe in a fresh process
+    m.add_argument("spec")
+    m = sub.add_parser("_runner_memory")  # internal: the same for `runner`
     m.add_argument("spec")
     return p
 
@@ -124,6 +146,19 @@ def main(argv=None):
         print(accuracy.table(result))
         _write(args.json, result)
         _write(args.trace_json, trace, indent=None)
+    elif args.command == "runner":
+        from . import runner
+        batch = args.batch_size or dict(cls=32, seg=8, pose=32)[args.task]
+        result = runner.run(args.task, batch, args.steps, args.warmup, args.variants,
+                            args.width, args.device, args.memory)
+        print(runner.table(result))
+        _write(args.json, result)
+    elif args.command == "_runner_memory":
+        from .runner import peak_memory
+        import torch
+        spec = json.loads(args.spec)
+        torch.set_num_threads(spec.pop("threads"))
+        print(json.dumps(dict(peak_memory_mb=peak_memory(**spec))))
     elif args.command == "plot":
         from .plots import plot
         for path in plot(args.accuracy_json, args.trace_json, args.out):

@@ -1,7 +1,7 @@
 """``arsam-train``: train an mmengine config (like mmpretrain's tools/train.py).
 
-    arsam-train CONFIG [--work-dir DIR] [--resume [CKPT]] [--cfg-options k=v ...]
-                [--launcher none|pytorch]
+    arsam-train CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--auto-scale-lr]
+                [--cfg-options k=v ...] [--launcher none|pytorch]
 
 The Runner logs progress and ETA every ``default_hooks.logger.interval`` iterations.
 Checkpoints (``--resume``, ``load_from``) load under torch>=2.6 through the trusted local loader
@@ -21,6 +21,13 @@ def parse_args(argv=None):
     parser.add_argument("--resume", nargs="?", const="auto", metavar="CKPT",
                         help="resume from CKPT, or from the latest checkpoint in the work dir "
                         "when no path is given")
+    parser.add_argument("--amp", action="store_true",
+                        help="mixed precision: loss_scale='dynamic' on the sharpness-aware "
+                        "wrappers (autocast in the device's AMP dtype), AmpOptimWrapper for "
+                        "OptimWrapper (as the OpenMMLab tools)")
+    parser.add_argument("--auto-scale-lr", action="store_true",
+                        help="scale the lr by the actual batch size over the config's "
+                        "auto_scale_lr.base_batch_size (linear scaling rule)")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
                         help="override config settings, e.g. train_cfg.max_epochs=10")
     parser.add_argument("--launcher", choices=["none", "pytorch"], default="none",
@@ -42,6 +49,14 @@ def build_config(args):
         cfg.work_dir = args.work_dir
     elif cfg.get("work_dir") is None:
         cfg.work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(args.config))[0])
+    if args.amp:
+        enable_amp(cfg)
+    if args.auto_scale_lr:
+        if "base_batch_size" not in (cfg.get("auto_scale_lr") or {}):
+            raise ValueError("--auto-scale-lr needs auto_scale_lr.base_batch_size in the config "
+                             "(the total batch size its lr is for), e.g. --cfg-options "
+                             "auto_scale_lr.base_batch_size=128")
+        cfg.auto_scale_lr.enable = True
     if args.resume is not None:
         cfg.resume = True
         cfg.load_from = None if args.resume == "auto" else args.resume
@@ -50,6 +65,27 @@ def build_config(args):
     if args.launcher != "none" and not torch.cuda.is_available():
         dist_cfg["backend"] = "gloo"  # nccl needs GPUs
     return cfg
+
+
+def enable_amp(cfg):
+    """``--amp``: mixed precision on the config's optim wrapper, as mmseg's and mmpretrain's
+    ``tools/train.py`` do for OptimWrapper, and through ``loss_scale`` (which turns on autocast)
+    for the sharpness-aware wrappers."""
+    from mmengine.registry import OPTIM_WRAPPERS
+
+    from .wrappers import SharpnessAwareOptimWrapper
+    wrapper = cfg.optim_wrapper.get("type", "OptimWrapper")
+    cls = OPTIM_WRAPPERS.get(wrapper) if isinstance(wrapper, str) else wrapper
+    if wrapper == "OptimWrapper":
+        cfg.optim_wrapper.type = "AmpOptimWrapper"
+        cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
+    elif isinstance(cls, type) and issubclass(cls, SharpnessAwareOptimWrapper):
+        if cfg.optim_wrapper.get("loss_scale") is None:
+            cfg.optim_wrapper.loss_scale = "dynamic"
+    elif wrapper != "AmpOptimWrapper":  # already mixed precision
+        raise ValueError(f"--amp supports OptimWrapper, AmpOptimWrapper and the arsam wrappers "
+                         f"(SAMOptimWrapper, ..., ARSAMOptimWrapper), got optim_wrapper type "
+                         f"{wrapper!r}")
 
 
 def main(argv=None):

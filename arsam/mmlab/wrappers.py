@@ -7,8 +7,9 @@ and ``update_params`` builds the core's closure from them:
 
 * the core's first pass at w on the whole batch *is* the forward train_step already ran (its loss
   is returned, no second forward; for a core that needs per-sample losses that forward computes
-  them with the model's per-sample function), unless the core changed which parameters require
-  gradients since (ESAM's SWP): then it is replayed;
+  them with the model's per-sample function). What that pass needs is set up before the forward:
+  ESAM's SWP selection is drawn (the unchosen tensors build no graph), and a first pass that runs
+  no backward (K-SAM's ranking losses) runs without grad;
 * every other pass replays the recorded call (``indices``: inputs and data samples sliced), under
   the wrapper's autocast, with BatchNorm statistics frozen (train_step's forward updated them once);
 * per-sample losses come from the model's per-sample protocol (per_sample.py).
@@ -41,7 +42,7 @@ from ..reuse import ARSAM
 from ..sam import SAM
 from .per_sample import find_per_sample_loss
 
-DTYPES = ("float16", "bfloat16", "float32", "float64")
+AMP_DTYPES = ("float16", "bfloat16")
 
 
 class SharpnessAwareOptimWrapper(OptimWrapper):
@@ -52,9 +53,13 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
         accumulative_counts: must be 1: a sharpness-aware step needs all its passes on one batch
             (accumulate with a larger batch instead).
         clip_grad: as mmengine's, applied to the final update gradient (unscaled first).
-        dtype: autocast dtype for every pass ('float16', 'bfloat16', ...); None: no autocast.
-        loss_scale: None (no scaling), 'dynamic', a float (static scale) or GradScaler kwargs;
-            the core scales each backward and keeps its own buffers unscaled.
+        dtype, loss_scale: mixed precision, as mmengine's AmpOptimWrapper: either one turns on
+            autocast for every pass, in ``dtype`` or else the device's default AMP dtype
+            (float16 on CUDA, bfloat16 on CPU); neither: full precision, as OptimWrapper.
+            ``dtype``: 'float16' or 'bfloat16' (a str or torch.dtype; CPU: bfloat16 only, as
+            mmengine's autocast). ``loss_scale``: None (no scaling; float16 needs a scale),
+            'dynamic', a number (static scale) or GradScaler kwargs; the core scales each
+            backward and keeps its own buffers unscaled.
         sync_ascent: all-reduce the ascent gradient under DDP (default: per replica).
         **core_kwargs: the core optimizer's arguments (rho, alpha, gamma, k1, ...).
 
@@ -75,15 +80,23 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
         check_arg("accumulative_counts", accumulative_counts, accumulative_counts == 1,
                   f"1 for {name} (every pass of a sharpness-aware step needs the same batch; "
                   "use a larger batch instead of accumulation)")
-        check_arg("dtype", dtype, dtype is None or dtype in DTYPES or isinstance(
-            dtype, torch.dtype), f"None, a torch.dtype or one of {DTYPES}")
+        cast_dtype = getattr(torch, dtype) if dtype in AMP_DTYPES else dtype
+        check_arg("dtype", dtype, cast_dtype in (None, torch.float16, torch.bfloat16),
+                  f"None or an autocast dtype, one of {AMP_DTYPES} (str or torch.dtype)")
         check_arg("loss_scale", loss_scale, loss_scale in (None, "dynamic") or isinstance(
             loss_scale, dict) or (isinstance(loss_scale, (int, float)) and loss_scale > 0),
                   "None, 'dynamic', a number > 0 or a dict of GradScaler arguments")
+        check_arg("loss_scale", loss_scale, loss_scale is not None or cast_dtype != torch.float16,
+                  "given with dtype='float16' (float16 gradients underflow unscaled; "
+                  "AmpOptimWrapper's default is 'dynamic')")
+        check_arg("dtype", dtype, get_device() != "cpu" or cast_dtype in (None, torch.bfloat16),
+                  "None or 'bfloat16' on CPU (mmengine's CPU autocast)")
         check_arg("sync_ascent", sync_ascent, isinstance(sync_ascent, bool), "a bool")
         core = self.core_class(None, base_optimizer=optimizer, **core_kwargs)
         super().__init__(core, clip_grad=clip_grad)
-        self.cast_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        #: autocast on exactly when AmpOptimWrapper's would be: dtype or loss_scale given
+        self.amp = cast_dtype is not None or loss_scale is not None
+        self.cast_dtype = cast_dtype  # None under AMP: the device's default (mmengine's autocast)
         self._static_scale = loss_scale if isinstance(loss_scale, (int, float)) else None
         if loss_scale is not None:
             kwargs = loss_scale if isinstance(loss_scale, dict) else (
@@ -103,28 +116,37 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
     # ----------------------------------------------------------------------------- mmengine API
     @contextlib.contextmanager
     def optim_context(self, model):
-        """Record ``model``'s forward call (run under autocast, and ``no_sync`` under DDP).
+        """Record ``model``'s forward call, the core's first pass (run under autocast, and
+        ``no_sync`` under DDP).
 
-        For a core that needs per-sample losses, that forward computes them (with the model's
-        per-sample function; train_step then logs their mean as ``loss``) and keeps them as
-        the core's first pass.
+        Before it, the core's preparation for that pass: ESAM's SWP selection is drawn
+        (``draw_swp_mask``), and a first pass without backward (``first_pass_backward``
+        False: K-SAM) runs without grad. For a core that needs per-sample losses, the forward
+        computes them (with the model's per-sample function; train_step then logs their mean as
+        ``loss``) and keeps them. Models missing what the core needs fail here, before any pass.
         """
+        core = self.optimizer
         module = model.module if is_model_wrapper(model) else model
-        per_sample = self.optimizer.needs_per_sample_losses
+        per_sample = core.needs_per_sample_losses
         fn = find_per_sample_loss(module)
-        if per_sample and fn is None:
-            raise TypeError(
-                f"{type(self).__name__} needs per-sample losses but {type(module).__name__} "
-                "provides none: give it a method loss_per_sample(inputs, data_samples) or "
-                "register one with arsam.mmlab.per_sample.register_per_sample_loss")
-        self.optimizer.model = module  # BatchNorm: statistics from the step's first pass only
+        if per_sample:
+            check_per_sample_protocol(type(self).__name__, module, fn)
+        core.model = module  # BatchNorm: statistics from the step's first pass only
         self._model, self._calls, self._first_losses = model, [], None
+        draw = getattr(core, "draw_swp_mask", None)
+        if draw is not None:
+            draw()
         handle = model.register_forward_pre_hook(self._record, with_kwargs=True)
         try:
-            with self._no_sync(model), self._autocast(), (
+            with self._no_sync(model), self._autocast(), torch.set_grad_enabled(
+                    getattr(core, "first_pass_backward", True) and torch.is_grad_enabled()), (
                     self._recording_per_sample(module, fn) if per_sample
                     else contextlib.nullcontext()):
                 yield
+        except BaseException:
+            if draw is not None:
+                core.cancel_swp_mask()
+            raise
         finally:
             handle.remove()
 
@@ -200,9 +222,10 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
         """Make the recorded forward (mode='loss') compute the per-sample losses and keep them."""
         original = module.forward
 
-        def forward(inputs, data_samples=None, mode="tensor"):
+        def forward(*args, **kwargs):
+            inputs, data_samples, mode = batch_arguments(original, args, kwargs)
             if mode != "loss":
-                return original(inputs, data_samples, mode)
+                return original(*args, **kwargs)
             self._first_losses = fn(module, inputs, data_samples)
             return {"loss": self._first_losses.mean()}
 
@@ -223,7 +246,8 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
                      and self._grad_flags() == grad_flags)
             first = False
             if reuse:
-                if self._is_ddp(model) and (self.sync_ascent or not self._in_ascent):
+                if recorded.requires_grad and self._is_ddp(model) and (
+                        self.sync_ascent or not self._in_ascent):  # no backward: no all-reduce
                     recorded.register_hook(self._all_reduce_after_backward)
                 return recorded
             with self._autocast(), frozen_bn_stats(module):
@@ -237,11 +261,7 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
     def _per_sample_losses(model, module, args, kwargs, indices):
         """Per-sample losses of the recorded batch (or of ``indices``), through ``model`` so
         that DDP prepares its gradient synchronization as for any forward."""
-        bound = inspect.signature(module.forward).bind(*args, **kwargs).arguments
-        if "inputs" not in bound:
-            raise TypeError(f"{type(module).__name__}.forward was called without 'inputs'; the "
-                            "per-sample loss protocol needs forward(inputs, data_samples, mode)")
-        inputs, data_samples = bound["inputs"], bound.get("data_samples")
+        inputs, data_samples, _ = batch_arguments(module.forward, args, kwargs)
         if indices is not None:
             inputs, data_samples = take(inputs, indices), take(data_samples, indices)
         fn = find_per_sample_loss(module)
@@ -252,8 +272,7 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
 
     # ----------------------------------------------------------------------------- contexts
     def _autocast(self):
-        return contextlib.nullcontext() if self.cast_dtype is None else autocast(
-            dtype=self.cast_dtype)
+        return autocast(dtype=self.cast_dtype) if self.amp else contextlib.nullcontext()
 
     @staticmethod
     def _is_ddp(model):
@@ -278,6 +297,38 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
             lambda: all_reduce_params([p.grad for p in self.optimizer._params()
                                        if p.grad is not None], op="mean"))
         return grad
+
+
+def check_per_sample_protocol(wrapper, module, fn):
+    """Raise TypeError naming what ``module`` lacks for per-sample losses: a per-sample function
+    and a forward whose first two parameters are the batch (any names) and that takes ``mode``."""
+    name = type(module).__name__
+    if fn is None:
+        raise TypeError(
+            f"{wrapper} needs per-sample losses but {name} provides none: give it a method "
+            "loss_per_sample(inputs, data_samples) or register one with "
+            "arsam.mmlab.per_sample.register_per_sample_loss")
+    params = inspect.signature(module.forward).parameters
+    if len(_positional(params)) < 2 or "mode" not in params:
+        raise TypeError(
+            f"{wrapper} needs {name}.forward to take the batch as its first two parameters and "
+            f"a 'mode' argument (mmengine's forward(inputs, data_samples, mode)), got "
+            f"forward{inspect.signature(module.forward)}")
+
+
+def _positional(params):
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [name for name, p in params.items() if p.kind in kinds]
+
+
+def batch_arguments(forward, args, kwargs):
+    """(inputs, data samples, mode) of a call ``forward(*args, **kwargs)`` of an mmengine model,
+    by the parameters' positions in its signature, whatever their names (e.g. ``labels``)."""
+    signature = inspect.signature(forward)
+    bound = signature.bind(*args, **kwargs)
+    bound.apply_defaults()
+    first, second = _positional(signature.parameters)[:2]
+    return bound.arguments[first], bound.arguments[second], bound.arguments["mode"]
 
 
 @contextlib.contextmanager

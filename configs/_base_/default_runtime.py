@@ -1,6 +1,6 @@
-# Registers the optim wrappers (arsam) and the classification model, datasets and metric.
-custom_imports = dict(imports=['arsam', 'arsam.mmlab.classification'],
-                      allow_failed_imports=False)
+# Registers the optim wrappers (arsam). The classification model, datasets and metric are named
+# 'arsam.<Name>' and resolve through arsam's registry scope (arsam/registry.py).
+custom_imports = dict(imports=['arsam'], allow_failed_imports=False)
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),

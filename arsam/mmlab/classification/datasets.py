@@ -1,4 +1,4 @@
-"""Classification datasets in mmengine's root DATASETS registry.
+"""Classification datasets in arsam's DATASETS registry (``arsam.CIFAR10``, ...).
 
 Each item is ``dict(inputs=Tensor[C, H, W], data_samples=int label)``: images stay in pixel units
 (uint8 for CIFAR/ImageNet, floats in [0, 1] for digits) and the model's data preprocessor normalizes
@@ -8,11 +8,11 @@ Nothing is downloaded unless ``download=True`` (CIFAR).
 import os
 
 import torch
-from mmengine.registry import DATASETS
 from torch.utils.data import Dataset
 
 from ...digits import load_digits_split
 from ...engine import check_arg
+from ...registry import DATASETS
 
 
 class Cutout:

@@ -1,7 +1,8 @@
-"""Top-k accuracy in mmengine's root METRICS registry."""
+"""Top-k accuracy in arsam's METRICS registry (``arsam.Accuracy``)."""
 import torch
 from mmengine.evaluator import BaseMetric
-from mmengine.registry import METRICS
+
+from ...registry import METRICS
 
 
 @METRICS.register_module()

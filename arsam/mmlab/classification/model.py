@@ -1,11 +1,11 @@
-"""An mmengine image classifier over the plain nets of :mod:`arsam.nets`."""
+"""An mmengine image classifier over the plain nets of :mod:`arsam.nets` (``arsam.ImageClassifier``)."""
 import torch
 from mmengine.model import BaseModel
-from mmengine.registry import MODELS
 from torch.nn import functional as F
 
 from ...engine import check_arg
 from ...nets import NETS
+from ...registry import MODELS
 
 
 @MODELS.register_module()

@@ -8,14 +8,16 @@ train_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type='CIFAR10', data_root='data/cifar10', split='train'))
+    dataset=dict(type='arsam.CIFAR10', data_root='data/cifar10', split='train'))
 val_dataloader = dict(
     batch_size=256,
     num_workers=4,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type='CIFAR10', data_root='data/cifar10', split='test'))
+    dataset=dict(type='arsam.CIFAR10', data_root='data/cifar10', split='test'))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='Accuracy', topk=(1, 5))
+val_evaluator = dict(type='arsam.Accuracy', topk=(1, 5))
 test_evaluator = val_evaluator
+# the lr is for 128 images a step: `arsam-train --auto-scale-lr` scales it to the actual batch
+auto_scale_lr = dict(enable=False, base_batch_size=128)

@@ -1,1 +1,1 @@
-model = dict(type='ImageClassifier', net=dict(type='cifar_resnet18', num_classes=10))
+model = dict(type='arsam.ImageClassifier', net=dict(type='cifar_resnet18', num_classes=10))

@@ -1,1 +1,1 @@
-model = dict(type='ImageClassifier', net=dict(type='resnet50', num_classes=1000))
+model = dict(type='arsam.ImageClassifier', net=dict(type='resnet50', num_classes=1000))
