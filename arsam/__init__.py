@@ -1,18 +1,22 @@
-"""arsam: SAM, ESAM, K-SAM, PeriodicSAM, vSAM and ARSAM for PyTorch, with mmengine wrappers."""
+"""arsam: SAM, ESAM, K-SAM, PeriodicSAM, LookSAM and ARSAM/vSAM for PyTorch, with mmengine
+wrappers."""
 import importlib.util
 
 from .engine import SharpnessAwareOptimizer, frozen_bn_stats
 from .esam import ESAM
 from .ksam import KSAM
 from .periodic import PeriodicSAM
-from .reuse import ARSAM, VSAM, PSFReuseSAM
+from .looksam import LookSAM
+from .reuse import ARSAM, VSAM
 from .sam import SAM
-from .schedules import AutoregressiveSchedule, VariationSchedule
+from .schedules import FixedSchedule, MatchedSchedule, Schedule, VSAMSchedule
 
-OPTIMIZERS = {cls.__name__: cls for cls in (SAM, ESAM, KSAM, PeriodicSAM, VSAM, ARSAM)}
+#: every optimizer by name; VSAM is ARSAM under the name of the conference paper (vsam.txt)
+OPTIMIZERS = dict(SAM=SAM, ESAM=ESAM, KSAM=KSAM, PeriodicSAM=PeriodicSAM, LookSAM=LookSAM,
+                  VSAM=VSAM, ARSAM=ARSAM)
 
 __all__ = ["SharpnessAwareOptimizer", "frozen_bn_stats", "SAM", "ESAM", "KSAM", "PeriodicSAM",
-           "PSFReuseSAM", "VSAM", "ARSAM", "VariationSchedule", "AutoregressiveSchedule",
+           "LookSAM", "VSAM", "ARSAM", "Schedule", "MatchedSchedule", "VSAMSchedule", "FixedSchedule",
            "OPTIMIZERS"]
 
 if importlib.util.find_spec("mmengine") is not None:  # registers the optim wrappers

@@ -50,6 +50,13 @@ def tensors_norm(tensors):
     return _total_norm(torch._foreach_norm(tensors) if tensors else [])
 
 
+def tensors_dot(a, b):
+    """<(a_1, ..., a_n), (b_1, ..., b_n)> of two lists of tensors, as a 0-dim float64 tensor."""
+    if not a:
+        return torch.zeros((), dtype=torch.float64)
+    return torch.stack([torch.vdot(x.flatten(), y.flatten()) for x, y in zip(a, b)]).double().sum()
+
+
 @contextlib.contextmanager
 def frozen_bn_stats(model):
     """Stop BatchNorm layers in training mode from updating their running statistics.

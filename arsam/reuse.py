@@ -1,88 +1,164 @@
-"""vSAM and ARSAM: SAM's gradient decomposed into g_SGD + PSF, the PSF sampled and reused.
+"""ARSAM (vSAM): SAM's gradient decomposed into g_SGD + PSF, the PSF sampled and reused.
 
-vsam.txt, Algorithm 1. Every step computes g_SGD = ∇L(w). On a sampled step the SAM gradient
-g_SAM = ∇L(w+ε), ε = ρ·g_SGD/‖g_SGD‖, is computed too, the update uses it (Eq. 16) and
-PSF = g_SAM - g_SGD is stored. Any other step i updates with g_SGD + γ^(i-i*)·PSF_{i*} (Eq. 17),
-i* the last sampled step. When to sample is the schedule's business: VSAM and ARSAM are this one
-optimizer with two schedules (schedules.py).
+vsam.txt, Algorithm 1; arsam-abstract.txt is the same authors' extended version of the method
+(its "autoregressive schedule" is Eq. 14), so ``ARSAM`` and ``VSAM`` are one optimizer.
+Every step computes g_SGD = ∇L(w). On a sampled step the SAM gradient g_SAM = ∇L(w+ε),
+ε = ρ·g_SGD/‖g_SGD‖, is computed too, the update uses it (Eq. 16) and PSF = g_SAM - g_SGD
+(Eqs. 5-6) is stored. Any other step i updates with g_SGD + c·PSF (Eq. 17: c = γ^(i-i*), i* the
+last sampled step). When to sample and the weight c are the schedule's (schedules.py).
 """
+import inspect
+
 import torch
 
-from .engine import SharpnessAwareOptimizer, check_arg, tensors_norm
-from .schedules import AutoregressiveSchedule, VariationSchedule
+from .engine import SharpnessAwareOptimizer, check_arg, tensors_dot, tensors_norm
+from .schedules import SCHEDULES, Sample, Schedule
 
 
-class PSFReuseSAM(SharpnessAwareOptimizer):
-    """Sampling-reusing-mixing of the decomposed SAM gradient (see module docstring).
+class ARSAM(SharpnessAwareOptimizer):
+    """Sampling-reusing-mixing of the decomposed SAM gradient (see the module docstring).
 
     Args:
-        gamma: decay γ of the reused PSF (Eq. 17); 0 gives vSAM-A (plain g_SGD off samples).
-        alpha, window (N), slices (M), max_rate, start_iter, init_rate: the schedule's (Eqs.
-            8-15); steps 1..start_iter are plain SAM.
-        norm_params: ‖PSF‖ and ‖g_SGD‖ for the schedule are measured on this many trailing
-            parameter tensors (the last layers, Sec. 3.2); None measures all.
+        schedule: ``'matched'`` (default: our rule, which reached SAM's accuracy with fewer SAM
+            gradients than the paper's in our benchmark; docs/arsam.md), ``'vsam'`` (Eqs. 8-17
+            as the authors' code runs them), ``'fixed'`` or a schedule object. The named
+            schedules take their arguments as keyword arguments here (``alpha``, ``gamma``,
+            ``kappa``, ...: see :mod:`arsam.schedules`); the other keyword arguments go to the
+            base optimizer.
+        warmup_epochs: plain SAM for the first epochs (official: 3, the code's ``epoch < 3``);
+            needs ``steps_per_epoch`` (the mmengine wrappers take it from the train loop).
+        start_iter: the warm-up in steps instead (vsam.txt's I_start); overrides warmup_epochs.
+        norm_params: the tensors on which the schedule's norms (‖PSF‖, ‖g_SGD‖, Sec. 3.2: "the
+            last few layers") are measured: an int k, the last k perturbed parameter tensors in
+            the model's order (``model=`` given) or else the param groups' order (official
+            ``--last_layer 10``); or parameter-name prefixes such as ``('decode_head.conv_seg',)``
+            (needs ``model=``); None: every perturbed tensor.
 
     Buffers: 2 weight-sized (the stored PSF and the copy of w while perturbed); on a sampled step
-    g_SGD is kept alive until the PSF is formed from it in place (the official code keeps 4).
+    g_SGD is kept alive until the PSF is formed in its memory (the official code keeps 4).
     """
 
-    schedule_class = None
     persistent = ("psf",)
 
-    def __init__(self, params, base_optimizer, rho=0.05, alpha=0.1, gamma=0.7, window=50,
-                 slices=5, max_rate=0.8, start_iter=100, init_rate=0.5, norm_params=4, **kwargs):
-        check_arg("gamma", gamma, isinstance(gamma, (int, float)) and 0 <= gamma <= 1, "in [0, 1]")
+    def __init__(self, params, base_optimizer, rho=0.05, schedule="matched", *, warmup_epochs=3,
+                 start_iter=None, norm_params=10, **kwargs):
+        self.schedule = build_schedule(schedule, kwargs)
+        check_arg("warmup_epochs", warmup_epochs, isinstance(warmup_epochs, (int, float))
+                  and not isinstance(warmup_epochs, bool) and warmup_epochs >= 0, "a number >= 0")
+        check_arg("start_iter", start_iter, start_iter is None or (
+            isinstance(start_iter, int) and not isinstance(start_iter, bool) and start_iter >= 0),
+            "None or an int >= 0")
         check_arg("norm_params", norm_params, norm_params is None or (
-            isinstance(norm_params, int) and norm_params >= 1), "None or an int >= 1")
-        self.schedule = self.schedule_class(alpha=alpha, window=window, slices=slices,
-                                            max_rate=max_rate, start_iter=start_iter,
-                                            init_rate=init_rate)
+            isinstance(norm_params, int) and not isinstance(norm_params, bool) and norm_params >= 1)
+            or (isinstance(norm_params, (tuple, list)) and norm_params and all(
+                isinstance(n, str) for n in norm_params)),
+            "None, an int >= 1 or a list of parameter-name prefixes")
         super().__init__(params, base_optimizer, rho, **kwargs)
-        self.gamma, self.norm_params = gamma, norm_params
+        self.warmup_epochs, self.start_iter, self.norm_params = warmup_epochs, start_iter, norm_params
         self.last_sampled = None  # i*
         self.psf_norm = None      # ‖PSF_{i*}‖ on the measured tensors
 
+    # ----------------------------------------------------------------------------- Algorithm 1
     def _gradient(self, closure):
         i = self.iteration + 1
-        sampled = self.schedule.decide(i, self.generator)
+        if isinstance(self.norm_params, (tuple, list)) and self.model is None:
+            raise ValueError("norm_params given as parameter-name prefixes needs the model "
+                             "(model=; the mmengine wrappers set it)")
+        warmup = i <= self.warmup_steps()
+        sampled = warmup or self.schedule.decide(self.generator)
+        self.stats["sgd_norm"] = None  # measured on sampled steps (_store_psf)
         loss = self._pass(closure)                       # g_SGD = ∇L(w), in .grad
         params = [p for g in self.param_groups for p in self._with_grad(g)]
         scale = 1.0 if self.loss_scaler is None else self.loss_scaler.get_scale()
-        norms = None
         if sampled:
             g_sgd = [p.grad for p in params]
             self._perturb()
             self._pass(closure)                          # g_SAM = ∇L(w + ε): Eq. 16's update
             self._restore()
-            norms = self._store_psf(i, params, g_sgd, scale)
-            sampled = norms is not None
-        elif self.last_sampled is not None:             # Eq. 17: g_SGD + γ^(i-i*)·PSF_{i*}
+            sampled = self._store_psf(i, params, g_sgd, scale)
+        elif self.last_sampled is not None:             # Eq. 17: g_SGD + c·PSF_{i*}
+            c = self.schedule.weight(i - self.last_sampled)
             pairs = [(p.grad, self.state[p]["psf"]) for p in params if "psf" in self.state[p]]
-            if pairs:
+            if c and pairs:
                 grads, psf = map(list, zip(*pairs))
-                torch._foreach_add_(grads, psf, alpha=self.gamma ** (i - self.last_sampled) * scale)
-        self.schedule.update(i, sampled, *(norms or (None, None)))
+                torch._foreach_add_(grads, psf, alpha=c * scale)
+        if not warmup:
+            self.schedule.advance(sampled)
         self.stats.update(sampled=sampled, psf_norm=self.psf_norm,
-                          sgd_norm=norms[1] if sampled else None,
-                          sampling_rate=1.0 if self.schedule.warming_up(i) else self.schedule.rate)
+                          sampling_rate=1.0 if warmup else self.schedule.rate)
         return loss.mean()
 
     def _store_psf(self, i, params, g_sgd, scale):
-        """PSF = g_SAM - g_SGD, formed in g_SGD's memory and stored unscaled; returns the
-        (‖PSF‖, ‖g_SGD‖) measured on the trailing tensors, or None for a non-finite PSF (an
-        overflowed loss-scaled step, which the scaler skips: the old PSF is kept)."""
-        measured = slice(None) if self.norm_params is None else slice(-self.norm_params, None)
-        sgd_norm = tensors_norm(g_sgd[measured]).item() / scale
+        """PSF = g_SAM - g_SGD, formed in g_SGD's memory, unscaled; the schedule observes it and
+        the stored PSF becomes (1-λ)·stored + λ·PSF. Returns False for a non-finite PSF (an
+        overflowed loss-scaled step, which the scaler skips: nothing is stored)."""
+        measured = self._measured(params)
+        sgd_norm = tensors_norm([g_sgd[k] for k in measured]).item() / scale
         psf = g_sgd
         torch._foreach_sub_(psf, [p.grad for p in params])  # g_SGD - g_SAM
         torch._foreach_mul_(psf, -1.0 / scale)
         if self.loss_scaler is not None and not torch.isfinite(tensors_norm(psf)):
-            return None
+            return False
+        new = [psf[k] for k in measured]
+        stored = [self.state[params[k]]["psf"] for k in measured if "psf" in self.state[params[k]]]
+        paired = len(stored) == len(new)
+        self.psf_norm = tensors_norm(new).item()
+        sample = Sample(self.psf_norm, sgd_norm,
+                        dot=tensors_dot(new, stored).item() if paired else 0.0,
+                        stored_sq=tensors_norm(stored).item() ** 2 if paired else 0.0,
+                        gap=None if self.last_sampled is None else i - self.last_sampled)
+        lam = self.schedule.observe(sample)
         for p, d in zip(params, psf):
-            self.state[p]["psf"] = d
-        self.last_sampled, self.psf_norm = i, tensors_norm(psf[measured]).item()
-        return self.psf_norm, sgd_norm
+            state = self.state[p]
+            if lam == 1.0 or "psf" not in state:
+                state["psf"] = d
+            else:
+                state["psf"].lerp_(d, lam)
+        self.last_sampled = i
+        self.stats["sgd_norm"] = sgd_norm
+        return True
 
+    # ----------------------------------------------------------------------------- settings
+    def warmup_steps(self):
+        """Steps of plain SAM before the schedule starts (vsam.txt's I_start)."""
+        if self.start_iter is not None:
+            return self.start_iter
+        if not self.warmup_epochs:
+            return 0
+        if self.steps_per_epoch is None:
+            raise ValueError(
+                f"warmup_epochs={self.warmup_epochs} needs steps_per_epoch (an argument of the "
+                "optimizer; the mmengine wrappers take it from the train loop), or give the "
+                "warm-up in steps with start_iter")
+        steps = int(round(self.warmup_epochs * self.steps_per_epoch))
+        if self.total_steps is not None and steps >= self.total_steps:
+            raise ValueError(
+                f"warmup_epochs={self.warmup_epochs} ({steps} steps of {self.steps_per_epoch}) "
+                f"covers the whole run of total_steps={self.total_steps}: ARSAM would be plain "
+                "SAM; give a shorter warm-up, in steps with start_iter (an iteration-based "
+                "train loop counts as a single epoch)")
+        return steps
+
+    def _measured(self, params):
+        """Indices into ``params`` (the tensors with a gradient) of the schedule's tensors."""
+        perturbed = {p for g in self.param_groups if g["rho"] for p in g["params"]}
+        if isinstance(self.norm_params, (tuple, list)):
+            named = {p for n, p in self.model.named_parameters()
+                     if any(n.startswith(prefix) for prefix in self.norm_params)}
+            chosen = [p for p in params if p in named]
+            if not chosen:
+                raise ValueError(f"norm_params {list(self.norm_params)} names no parameter with "
+                                 "a gradient")
+        else:
+            order = (list(self.model.parameters()) if self.model is not None
+                     else [p for p in params])
+            chosen = [p for p in order if p in perturbed and p.grad is not None]
+            if self.norm_params is not None:
+                chosen = chosen[-self.norm_params:]
+        index = {p: k for k, p in enumerate(params)}
+        return [index[p] for p in chosen if p in index]
+
+    # ----------------------------------------------------------------------------- state
     def _extra_state(self):
         return dict(schedule=self.schedule.state_dict(), last_sampled=self.last_sampled,
                     psf_norm=self.psf_norm)
@@ -92,13 +168,28 @@ class PSFReuseSAM(SharpnessAwareOptimizer):
         self.last_sampled, self.psf_norm = state["last_sampled"], state["psf_norm"]
 
 
-class VSAM(PSFReuseSAM):
-    """vSAM (vsam.txt): PSF reuse driven by the variation schedule (Eqs. 8-15)."""
-
-    schedule_class = VariationSchedule
+#: vSAM (vsam.txt) and ARSAM (arsam-abstract.txt) are one algorithm
+VSAM = ARSAM
 
 
-class ARSAM(PSFReuseSAM):
-    """ARSAM (arsam-abstract.txt): PSF reuse driven by the autoregressive schedule."""
-
-    schedule_class = AutoregressiveSchedule
+def build_schedule(schedule, kwargs):
+    """The schedule named ``schedule`` built with its arguments taken out of ``kwargs``, or
+    ``schedule`` itself when it is a schedule object."""
+    if isinstance(schedule, Schedule):
+        own = {name for cls in SCHEDULES.values()
+               for name in inspect.signature(cls).parameters} & set(kwargs)
+        if own:
+            raise TypeError(f"schedule arguments {sorted(own)} given with a schedule object; "
+                            "set them when building it")
+        return schedule
+    check_arg("schedule", schedule, schedule in SCHEDULES,
+              f"one of {sorted(SCHEDULES)} or a schedule object")
+    cls = SCHEDULES[schedule]
+    mine = list(inspect.signature(cls).parameters)
+    others = {name: other for other, c in SCHEDULES.items() if other != schedule
+              for name in inspect.signature(c).parameters if name not in mine and name in kwargs}
+    if others:
+        name, other = sorted(others.items())[0]
+        raise TypeError(f"{name} is an argument of schedule {other!r}, not of {schedule!r} "
+                        f"(its arguments: {', '.join(mine)})")
+    return cls(**{k: kwargs.pop(k) for k in mine if k in kwargs})

@@ -1,8 +1,16 @@
-"""Sampling schedules of the PSF-reuse optimizers: when to pay for a SAM gradient.
+"""ARSAM's schedules: when to pay for a SAM gradient, and how much of the stored PSF to reuse.
 
-A schedule answers ``decide(i, generator)`` before step i (1-based) and is told the outcome by
-``update(i, sampled, psf_norm, sgd_norm)`` after the step succeeded, so a failed step changes
-nothing. ``rate`` is the current sampling rate p. All state is in ``state_dict``.
+The optimizer (reuse.py) runs the warm-up itself. After it, before every step, it asks
+``decide(generator)``; after every sampled step (warm-up included) it hands the schedule the
+fresh PSF's statistics with ``observe(sample)``, which returns λ, the weight of the fresh PSF in
+the stored one (stored <- (1-λ)·stored + λ·PSF); after every post-warm-up step it calls
+``advance(sampled)``. ``weight(k)`` is the coefficient of the stored PSF k steps after the last
+sample (γ^k in Eq. 17). ``observe`` and ``advance`` run only once a step succeeded, so a failed
+step changes nothing. ``rate`` is the current sampling rate; all state is in ``state_dict``.
+
+* ``'vsam'`` (:class:`VSAMSchedule`): the paper's Eqs. 8-17 as the official code runs them;
+* ``'fixed'`` (:class:`FixedSchedule`): a constant rate, evenly spaced (the ablation);
+* ``'matched'`` (:class:`MatchedSchedule`): our rule (docs/arsam.md).
 """
 import collections
 import math
@@ -12,100 +20,62 @@ import torch
 from .engine import check_arg
 
 
+def _number(name, value, ok, accepted):
+    check_arg(name, value, isinstance(value, (int, float)) and not isinstance(value, bool)
+              and ok(value), accepted)
+
+
+def _reuse_steps(value):
+    check_arg("reuse_steps", value, value is None or (
+        isinstance(value, int) and not isinstance(value, bool) and value >= 0),
+        "None or an int >= 0")
+
+
 def slice_variance(norms, slices):
-    """Eq. 8: sort the PSF norms, cut them into M slices, average the within-slice variances."""
+    """Eq. 8: sort the PSF norms, cut them into M slices, average the variances of the slices
+    (sample variances, as the official code's ``torch.var``; a one-value slice counts 0)."""
     ordered = torch.tensor(sorted(norms), dtype=torch.float64)
     parts = torch.tensor_split(ordered, slices)
-    return sum(part.var(unbiased=False).item() for part in parts) / slices
+    return sum(part.var().item() if len(part) > 1 else 0.0 for part in parts) / slices
 
 
-def change_rate(new, old):
-    """Eqs. 9 and 12: (x_i - x_{i-1}) / x_{i-1}; None where undefined (no or zero previous)."""
-    return None if old is None or old == 0 else (new - old) / old
+def mean_change_rate(values):
+    """Eqs. 9-10 and 12-13: the mean of (x_i - x_{i-1}) / x_{i-1} over consecutive values, the
+    N-1 rates of N values; rates with a zero predecessor are undefined and left out."""
+    rates = [(new - old) / old for old, new in zip(values, list(values)[1:]) if old != 0]
+    return sum(rates) / len(rates) if rates else 0.0
 
 
-class VariationSchedule:
-    """vSAM's adaptive sampling (vsam.txt, Eqs. 8-15 and Algorithm 1).
+#: What the optimizer measures at a sampled step, on the schedule's tensors (reuse.py):
+#: ``psf_norm``, ``sgd_norm``: ‖PSF‖ and ‖g_SGD‖ of this step (Eq. 11); ``dot``, ``stored_sq``:
+#: <PSF, stored PSF> and ‖stored PSF‖² (0 when none is stored yet); ``gap``: steps since the
+#: previous sample (None for the first).
+Sample = collections.namedtuple("Sample", "psf_norm sgd_norm dot stored_sq gap",
+                                defaults=(0.0, 0.0, None))
 
-    Steps 1..start_iter are all sampled (plain SAM). Afterwards step i is sampled with
-    probability p = s/N (Eq. 15), drawn from the optimizer's generator, until 0.8·N (``max_rate``)
-    samples have been taken in the current window of N steps. At every sampled step the last N
-    PSF norms give v (Eq. 8) and r = ‖PSF‖/‖g_SGD‖ (Eq. 11); their change rates (Eqs. 9, 12) are
-    kept for the last N-1 sampled steps. Every N steps after start_iter the sample count is
-    updated autoregressively, s <- s·(1 + α·ĉ_var + α·ĉ_norm) (Eqs. 10, 13, 14), and kept in
-    [1, max_rate·N] so that sampling never stops for good.
-    """
 
-    def __init__(self, alpha=0.1, window=50, slices=5, max_rate=0.8, start_iter=100,
-                 init_rate=0.5):
-        check_arg("alpha", alpha, isinstance(alpha, (int, float)) and alpha >= 0, "a number >= 0")
-        check_arg("window", window, isinstance(window, int) and window >= 2, "an int >= 2")
-        check_arg("slices", slices, isinstance(slices, int) and 1 <= slices <= window,
-                  f"an int in [1, window={window}]")
-        check_arg("max_rate", max_rate, isinstance(max_rate, (int, float)) and 0 < max_rate <= 1,
-                  "in (0, 1]")
-        check_arg("start_iter", start_iter, isinstance(start_iter, int) and start_iter >= 0,
-                  "an int >= 0")
-        check_arg("init_rate", init_rate,
-                  isinstance(init_rate, (int, float)) and 0 < init_rate <= max_rate,
-                  f"in (0, max_rate={max_rate}]")
-        self.alpha, self.window, self.slices = alpha, window, slices
-        self.max_rate, self.start_iter = max_rate, start_iter
-        self.s = init_rate * window          # samples wanted per window of N steps (Eq. 14)
-        self.taken = 0                       # samples taken in the current window
-        self.norms = collections.deque(maxlen=window)        # g^norm: last N ‖PSF‖
-        self.c_var = collections.deque(maxlen=window - 1)    # Eq. 9 at the last sampled steps
-        self.c_norm = collections.deque(maxlen=window - 1)   # Eq. 12
-        self.v_prev = self.r_prev = None
+class Schedule:
+    """The interface (see the module docstring) and the state handling every schedule shares:
+    ``_fields`` are plain attributes, ``_deques`` bounded deques."""
+
+    _fields = ()
+    _deques = ()
+
+    def decide(self, generator):
+        raise NotImplementedError
+
+    def observe(self, sample):
+        return 1.0
+
+    def advance(self, sampled):
+        pass
+
+    def weight(self, k):
+        raise NotImplementedError
 
     @property
     def rate(self):
-        return self.s / self.window  # Eq. 15
-
-    def warming_up(self, i):
-        return i <= self.start_iter
-
-    def decide(self, i, generator):
-        if self.warming_up(i):
-            return True
-        if self.taken >= math.floor(self.max_rate * self.window):
-            return False
-        return torch.rand((), generator=generator, dtype=torch.float64).item() < self.rate
-
-    def update(self, i, sampled, psf_norm=None, sgd_norm=None):
-        if sampled:
-            self.taken += 1
-            self._observe(psf_norm, sgd_norm)
-        if i % self.window == 0:
-            if not self.warming_up(i):
-                self._adapt()
-            self.taken = 0
-
-    def _observe(self, psf_norm, sgd_norm):
-        self.norms.append(psf_norm)
-        if len(self.norms) >= self.slices:
-            v = slice_variance(self.norms, self.slices)
-            self._record("var", change_rate(v, self.v_prev))
-            self.v_prev = v
-        if sgd_norm:
-            r = psf_norm / sgd_norm
-            self._record("norm", change_rate(r, self.r_prev))
-            self.r_prev = r
-
-    def _record(self, kind, c):
-        if c is not None:
-            getattr(self, "c_" + kind).append(c)
-
-    def _adapt(self):
-        c_var = sum(self.c_var) / len(self.c_var) if self.c_var else 0.0      # Eq. 10
-        c_norm = sum(self.c_norm) / len(self.c_norm) if self.c_norm else 0.0  # Eq. 13
-        self._set_s(self.s * (1 + self.alpha * c_var + self.alpha * c_norm))  # Eq. 14
-
-    def _set_s(self, s):
-        self.s = min(max(s, 1.0), self.max_rate * self.window)
-
-    _fields = ("s", "taken", "v_prev", "r_prev")
-    _deques = ("norms", "c_var", "c_norm")
+        raise NotImplementedError
 
     def state_dict(self):
         state = {k: getattr(self, k) for k in self._fields}
@@ -120,44 +90,188 @@ class VariationSchedule:
             getattr(self, k).extend(state[k])
 
 
-class AutoregressiveSchedule(VariationSchedule):
-    """ARSAM's schedule (arsam-abstract.txt): the same statistics and autoregressive rate law.
+class DecayedReuse:
+    """Eq. 17's reuse weight γ^k, cut to 0 after ``reuse_steps`` steps (the official code reuses
+    while γ^k > γ^6, i.e. for 6 steps; None reuses until the next sample, as the paper's text)."""
 
-    The ARSAM paper is represented here by its abstract only; this is our reading of its
-    "autoregressive schedule", differing from vSAM's in two ways:
+    def __init__(self, gamma, reuse_steps):
+        _number("gamma", gamma, lambda g: 0 <= g <= 1, "in [0, 1]")
+        _reuse_steps(reuse_steps)
+        self.gamma, self.reuse_steps = gamma, reuse_steps
 
-    * the change rates of v and r are averaged by an autoregressive filter, an exponential
-      moving average ĉ <- (1-λ)·ĉ + λ·c with λ = 2/N (the same centre of mass as vSAM's window
-      of N-1 rates), updated at every sampled step, instead of a stored window of N-1 rates;
-    * sampling is deterministic and evenly spaced: a credit grows by p every step and a step is
-      sampled when it reaches 1 (then 1 is paid), so a window of N steps takes s samples exactly
-      and the cost per step is predictable; p <= max_rate replaces vSAM's hard stop.
+    def weight(self, k):
+        return self.gamma ** k if self.reuse_steps is None or k <= self.reuse_steps else 0.0
 
-    No random numbers are drawn, so every DDP rank agrees without communication.
+
+class VSAMSchedule(DecayedReuse, Schedule):
+    """vSAM's variation schedule (vsam.txt Eqs. 8-17, Algorithm 1), official defaults.
+
+    At every sampled step the last N PSF norms give v (Eq. 8) and r = ‖PSF‖/‖g_SGD‖ (Eq. 11);
+    the last N values of each are kept. After every window of N post-warm-up steps the sample
+    count moves autoregressively, s <- s·(1 + α·ĉ_var + α·ĉ_norm) (Eq. 14), ĉ the mean of the
+    N-1 change rates of the kept values (Eqs. 9-10, 12-13), each ĉ clamped to [-clamp, clamp];
+    s stays in [1, ⌊max_rate·N⌋]. Reuse: ``DecayedReuse``.
+
+    Sampling within a window, where text and code differ:
+
+    * ``quota=True`` (the official code, default): a window takes exactly ⌊s⌋ samples: a step is
+      sampled with probability p = s/N (Eq. 15) while fewer than ⌊s⌋ are taken, and every step is
+      sampled once the remaining steps are just enough to fill the quota;
+    * ``quota=False`` (the paper's text): Bernoulli(p) every step, halted at ⌊max_rate·N⌋
+      samples in the window.
+
+    Args (official value first): alpha α = 0.1 (vsam.txt: 0.1 on CIFAR-10, 0.13 on CIFAR-100),
+    gamma γ = 0.7, window N = 50, slices M = 5, max_rate = 0.8, init_samples s₁ = 1 (the
+    official ``base_sr``), clamp = 1 (None: no clamp, the paper's text), quota = True,
+    reuse_steps = 6.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.credit = 0.0
-        self.ema_var = self.ema_norm = 0.0
+    _fields = ("s", "taken", "position")
+    _deques = ("norms", "variances", "ratios")
 
-    def decide(self, i, generator):
-        return self.warming_up(i) or self.credit + self.rate >= 1.0
+    def __init__(self, alpha=0.1, gamma=0.7, window=50, slices=5, max_rate=0.8, init_samples=1.0,
+                 clamp=1.0, quota=True, reuse_steps=6):
+        _number("alpha", alpha, lambda a: a >= 0, "a number >= 0")
+        check_arg("window", window, isinstance(window, int) and window >= 2, "an int >= 2")
+        check_arg("slices", slices, isinstance(slices, int) and 1 <= slices <= window,
+                  f"an int in [1, window={window}]")
+        _number("max_rate", max_rate, lambda m: 0 < m <= 1 and m * window >= 1,
+                f"in (0, 1] with max_rate·window >= 1 (window={window})")
+        cap = math.floor(max_rate * window)
+        _number("init_samples", init_samples, lambda s: 1 <= s <= cap,
+                f"in [1, floor(max_rate·window)={cap}]")
+        check_arg("clamp", clamp, clamp is None or (
+            isinstance(clamp, (int, float)) and clamp > 0), "None or a number > 0")
+        check_arg("quota", quota, isinstance(quota, bool), "a bool")
+        super().__init__(gamma, reuse_steps)
+        self.alpha, self.window, self.slices, self.max_rate = alpha, window, slices, max_rate
+        self.clamp, self.quota, self.cap = clamp, quota, cap
+        self.s = float(init_samples)  # s_i of Eq. 14: samples wanted per window of N steps
+        self.taken = 0                 # samples taken in the current window
+        self.position = 0              # steps done in the current window
+        self.norms = collections.deque(maxlen=window)      # g^norm: the last N ‖PSF‖
+        self.variances = collections.deque(maxlen=window)  # v (Eq. 8) at the last N samples
+        self.ratios = collections.deque(maxlen=window)     # r (Eq. 11) at the last N samples
 
-    def update(self, i, sampled, psf_norm=None, sgd_norm=None):
-        if not self.warming_up(i):
-            self.credit += self.rate - (1.0 if sampled else 0.0)
-        super().update(i, sampled, psf_norm, sgd_norm)
+    @property
+    def rate(self):
+        return self.s / self.window  # Eq. 15
 
-    def _record(self, kind, c):
-        if c is not None:
-            lam = 2.0 / self.window
-            setattr(self, "ema_" + kind, (1 - lam) * getattr(self, "ema_" + kind) + lam * c)
+    def decide(self, generator):
+        wanted = math.floor(self.s) if self.quota else self.cap
+        if self.taken >= wanted:
+            return False
+        if self.quota and self.window - self.position <= wanted - self.taken:
+            return True  # fill the quota
+        return torch.rand((), generator=generator, dtype=torch.float64).item() < self.rate
 
-    def _adapt(self):
-        self._set_s(self.s * (1 + self.alpha * self.ema_var + self.alpha * self.ema_norm))  # Eq. 14
+    def observe(self, sample):
+        self.norms.append(sample.psf_norm)
+        if len(self.norms) >= self.slices:
+            self.variances.append(slice_variance(self.norms, self.slices))  # Eq. 8
+        if sample.sgd_norm:
+            self.ratios.append(sample.psf_norm / sample.sgd_norm)           # Eq. 11
+        return 1.0
 
-    _fields = VariationSchedule._fields + ("credit", "ema_var", "ema_norm")
+    def advance(self, sampled):
+        self.taken += sampled
+        self.position += 1
+        if self.position == self.window:
+            c_var = self._clamped(mean_change_rate(self.variances))   # Eqs. 9-10
+            c_norm = self._clamped(mean_change_rate(self.ratios))     # Eqs. 12-13
+            s = self.s * (1 + self.alpha * c_var + self.alpha * c_norm)  # Eq. 14
+            self.s = min(max(s, 1.0), float(self.cap))
+            self.taken = self.position = 0
+
+    def _clamped(self, c):
+        return c if self.clamp is None else min(max(c, -self.clamp), self.clamp)
 
 
-SCHEDULES = {"variation": VariationSchedule, "autoregressive": AutoregressiveSchedule}
+class EvenSpacing:
+    """Deterministic, evenly spaced sampling at ``self.p``: a credit grows by p every step and a
+    step is sampled when it reaches 1 (then 1 is paid); no random number is drawn."""
+
+    def decide(self, generator):
+        return self.credit + self.p >= 1.0
+
+    def advance(self, sampled):
+        self.credit += self.p - sampled
+
+
+class FixedSchedule(EvenSpacing, DecayedReuse, Schedule):
+    """A constant sampling rate p, evenly spaced (``EvenSpacing``: n steps take ⌊n·p⌋ or ⌈n·p⌉
+    samples). Reuse: ``DecayedReuse`` (default γ = 1, no cut-off: the PSF is reused whole until
+    the next sample). The ablation that shows what an adaptive rate buys."""
+
+    _fields = ("credit",)
+
+    def __init__(self, rate=0.2, gamma=1.0, reuse_steps=None):
+        _number("rate", rate, lambda r: 0 < r <= 1, "in (0, 1]")
+        super().__init__(gamma, reuse_steps)
+        self.p, self.credit = float(rate), 0.0
+
+    @property
+    def rate(self):
+        return self.p
+
+
+class MatchedSchedule(EvenSpacing, DecayedReuse, Schedule):
+    """Our rule: sample just often enough that reusing a stale PSF costs no more noise than SGD's
+    own (docs/arsam.md has the derivation and the measurements behind it).
+
+    Model: PSF_t = m + n_t, a persistent part m and a part n_t of the batch (i.i.d., E‖n‖² = N).
+    Measured on digits, <PSF_t, PSF_{t-d}>/‖PSF_{t-d}‖² is the same small number for every lag
+    d from 1 to 50: m does not decay between samples, so the stored PSF is reused whole
+    (γ = 1, no cut-off; Eq. 17's γ^k shrinks m and loses SAM's gain). Reusing the PSF of step t*
+    for the T-1 steps of a gap of T errs by e_t = n_t* - n_t each step; the errors add up
+    *coherently*, E‖Σ e_t‖² = (T-1)·T·D/2 with D = E‖PSF_t - PSF_t*‖² = 2N, while SGD's own
+    gradient noise adds up *incoherently*, (T-1)·σ². Holding the first within κ² times the
+    second gives the gap T = 2κ²σ²/D, the rate
+
+        p = D / (2·κ²·σ²),  clipped to [min_rate, max_rate],
+
+    with D = ‖PSF‖² + ‖stored‖² - 2<PSF, stored> (how far the reused PSF was from the fresh
+    one) and σ² ≈ ‖g_SGD‖² (an upper bound of SGD's noise) measured at every sample and
+    averaged by exponential moving averages of weight ``smooth``. Sampling is evenly spaced
+    (``EvenSpacing``); until the first sample is observed every step is sampled.
+
+    Args: kappa κ = 1.5, min_rate = 0.02 (the PSF is at most 50 steps old), max_rate = 0.5,
+    smooth = 0.2; gamma, reuse_steps as ``DecayedReuse`` (1 and None).
+    """
+
+    _fields = ("credit", "p", "d_mean", "sgd_sq_mean")
+
+    def __init__(self, kappa=1.5, min_rate=0.02, max_rate=0.5, smooth=0.2, gamma=1.0,
+                 reuse_steps=None):
+        _number("kappa", kappa, lambda k: k > 0, "a number > 0")
+        _number("max_rate", max_rate, lambda m: 0 < m <= 1, "in (0, 1]")
+        _number("min_rate", min_rate, lambda m: 0 < m <= max_rate, f"in (0, max_rate={max_rate}]")
+        _number("smooth", smooth, lambda s: 0 < s <= 1, "in (0, 1]")
+        super().__init__(gamma, reuse_steps)
+        self.kappa, self.min_rate, self.max_rate, self.smooth = kappa, min_rate, max_rate, smooth
+        self.credit, self.p = 0.0, float(max_rate)
+        self.d_mean = self.sgd_sq_mean = None  # EMAs of D and σ²
+
+    @property
+    def rate(self):
+        return self.p
+
+    def decide(self, generator):
+        return self.d_mean is None or super().decide(generator)
+
+    def observe(self, sample):
+        d = sample.psf_norm ** 2 + sample.stored_sq - 2.0 * sample.dot
+        if not sample.stored_sq:
+            d = 2.0 * sample.psf_norm ** 2  # nothing stored yet: as if uncorrelated
+        sgd_sq = sample.sgd_norm ** 2
+        if self.d_mean is None:
+            self.d_mean, self.sgd_sq_mean = d, sgd_sq
+        else:
+            self.d_mean += self.smooth * (d - self.d_mean)
+            self.sgd_sq_mean += self.smooth * (sgd_sq - self.sgd_sq_mean)
+        p = self.d_mean / (2.0 * self.kappa ** 2 * self.sgd_sq_mean) if self.sgd_sq_mean else 1.0
+        self.p = min(max(p, self.min_rate), self.max_rate)
+        return 1.0
+
+
+SCHEDULES = {"vsam": VSAMSchedule, "fixed": FixedSchedule, "matched": MatchedSchedule}

@@ -13,7 +13,7 @@ STEPS = 3
 CASES = {
     "sam": ("SAMOptimWrapper", {}),
     "sam_sync_ascent": ("SAMOptimWrapper", dict(sync_ascent=True)),
-    "arsam": ("ARSAMOptimWrapper", dict(start_iter=1, window=2, slices=1)),
+    "arsam": ("ARSAMOptimWrapper", dict(schedule="vsam", start_iter=1, window=2, slices=1)),
     "ksam": ("KSAMOptimWrapper", dict(k1=0.25, k2=0.5)),
 }
 

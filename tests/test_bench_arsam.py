@@ -8,7 +8,8 @@ import torch
 
 from arsam import nets
 from arsam.bench import accuracy, main
-from arsam.bench.common import OPTIMIZERS, build_optimizer, per_sample_closure, train_step
+from arsam.bench.common import (OPTIMIZERS, build_optimizer, method, per_sample_closure,
+                                train_step)
 from arsam.bench.plots import load_trace
 from arsam.bench.throughput import PassTimer, mixed, peak_rss_mib, run, summarize
 
@@ -39,7 +40,7 @@ def throughput():
 
 def test_throughput_rows_and_types(throughput):
     rows = throughput["results"]
-    assert [r["label"] for r in rows] == list(OPTIMIZERS) + ["VSAM@0.5", "ARSAM@0.5"]
+    assert [r["label"] for r in rows] == list(OPTIMIZERS) + ["ARSAM@0.5"]
     floats = ("sampling_rate", "realized_rate", "step_time_s", "images_per_s", "forward_s",
               "backward_s", "overhead_s", "overhead_fraction", "forward_samples",
               "backward_samples", "speed_vs_sgd", "speed_vs_sam", "relative_step_time")
@@ -75,7 +76,7 @@ def test_mixed_weights_the_medians_of_the_two_kinds_of_step():
 def test_summary_falls_back_to_the_realized_rate_when_one_kind_of_step_is_missing():
     record = dict(step=[2.0, 4.0], forward=[1.0, 1.0], backward=[0.5, 1.0], sampled=[False] * 2,
                   forward_samples=[8, 8], backward_samples=[8, 8], rate=0.2)
-    row = summarize("VSAM@0.2", "VSAM", 0.2, record, 8)
+    row = summarize("ARSAM@0.2", "ARSAM", 0.2, record, 8)
     assert (row["sampling_rate"], row["rate_source"]) == (0.0, "realized")
     assert (row["step_time_s"], row["overhead_s"], row["images_per_s"]) == (3.0, 1.25, 8 / 3.0)
     assert row["step_time_sampled_s"] is None and row["step_time_unsampled_s"] == 3.0
@@ -97,13 +98,27 @@ def test_pass_timer_counts_closure_and_backward_and_restores_autograd():
 def test_fixed_rate_schedule_samples_evenly_after_one_sam_step():
     torch.manual_seed(0)
     model = nets.SmallCNN(10, in_channels=3, width=4)
-    opt = build_optimizer("ARSAM", model, lr=0.01, rate=0.25)
+    opt = build_optimizer("ARSAM@0.25:0.7", model, lr=0.01, start_iter=5)
     closure = per_sample_closure(model, torch.randn(4, 3, 8, 8), torch.arange(4))
     pattern = [train_step(opt, closure)[1]["sampled"] for _ in range(9)]
     assert pattern == [True, False, False, False, True, False, False, False, True]
-    assert opt.schedule.rate == 0.25  # alpha = 0: the rate never adapts
-    with pytest.raises(ValueError, match="rate applies to VSAM and ARSAM only, got SAM"):
-        build_optimizer("SAM", model, lr=0.01, rate=0.5)
+    assert (opt.schedule.rate, opt.schedule.gamma, opt.start_iter) == (0.25, 0.7, 1)
+
+
+@pytest.mark.parametrize("label, expected", [
+    ("PeriodicSAM-2", ("PeriodicSAM", dict(k=2))),
+    ("ARSAM-vsam", ("ARSAM", dict(schedule="vsam"))),
+    ("ARSAM@0.1", ("ARSAM", dict(schedule="fixed", rate=0.1, start_iter=1))),
+    ("ARSAM@0.05:0.7", ("ARSAM", dict(schedule="fixed", rate=0.05, start_iter=1, gamma=0.7))),
+])
+def test_method_labels(label, expected):
+    assert method(label) == expected
+
+
+@pytest.mark.parametrize("label", ["SAM@0.5", "ARSAM@x", "ARSAM@0.1:y", "Adam"])
+def test_unknown_method_labels(label):
+    with pytest.raises(ValueError, match=rf"unknown method '{label}': expected one of SGD, SAM"):
+        method(label)
 
 
 def test_throughput_cli_writes_json_with_memory(tmp_path, capsys):
@@ -136,15 +151,16 @@ def test_cli_rejects_bad_arguments(argv, message, capsys):
 
 @pytest.fixture(scope="module")
 def digits_run():
-    return accuracy.run(noises=(0.0, 0.4), seeds=2, epochs=2, optimizers=("SGD", "SAM", "ARSAM"),
-                        batch_size=32, train_subset=96, device="cpu")
+    return accuracy.run(noises=(0.0, 0.4), seeds=2, epochs=2,
+                        optimizers=("SGD", "SAM", "ARSAM@0.5"), batch_size=32, train_subset=96,
+                        device="cpu")
 
 
 def test_accuracy_results(digits_run):
     result, trace = digits_run
     rows = result["results"]
     assert [(r["optimizer"], r["noise"]) for r in rows] == [
-        (name, noise) for noise in (0.0, 0.4) for name in ("SGD", "SAM", "ARSAM")]
+        (name, noise) for noise in (0.0, 0.4) for name in ("SGD", "SAM", "ARSAM@0.5")]
     for r in rows:
         assert r["steps"] == 2 * (96 // 32) and r["seeds"] == 2 and len(r["runs"]) == 2
         accs = [run["accuracy"] for run in r["runs"]]
@@ -156,10 +172,16 @@ def test_accuracy_results(digits_run):
                                                                     run["accuracy"]]
             assert run["images_per_s"] == pytest.approx(6 * 32 / run["train_time_s"], rel=1e-12)
     grads = {r["optimizer"]: r["sam_gradients"] for r in rows}
-    # ARSAM's schedule starts after 100 steps: all 6 steps are SAM steps
-    assert grads == {"SGD": 0, "SAM": 6, "ARSAM": 6}
+    # ARSAM at 0.5: step 1 is SAM, then every second step (3 and 5)
+    assert grads == {"SGD": 0, "SAM": 6, "ARSAM@0.5": 3}
+    for noise in (0.0, 0.4):
+        acc = {r["optimizer"]: r["accuracy_mean"] for r in rows if r["noise"] == noise}
+        gain = acc["SAM"] - acc["SGD"]
+        for r in (r for r in rows if r["noise"] == noise):
+            expected = (acc[r["optimizer"]] - acc["SGD"]) / gain if gain else None
+            assert r["gain_kept"] == expected
     assert [(t["optimizer"], t["noise"], t["seed"], len(t["records"])) for t in trace["runs"]] == [
-        ("ARSAM", 0.0, 0, 6), ("ARSAM", 0.4, 0, 6)]
+        ("ARSAM@0.5", 0.0, 0, 6), ("ARSAM@0.5", 0.4, 0, 6)]
     first = trace["runs"][0]["records"][0]
     assert set(first) == {"step", "loss", "sampled", "sampling_rate", "psf_norm", "sgd_norm"}
     assert first["step"] == 1 and first["sampled"] is True and first["psf_norm"] > 0
@@ -167,8 +189,9 @@ def test_accuracy_results(digits_run):
 
 
 def test_same_seed_same_result(digits_run):
-    again, _ = accuracy.run(noises=(0.4,), seeds=1, epochs=2, optimizers=("SGD", "SAM", "ARSAM"),
-                            batch_size=32, train_subset=96, device="cpu", trace=False)
+    again, _ = accuracy.run(noises=(0.4,), seeds=1, epochs=2,
+                            optimizers=("SGD", "SAM", "ARSAM@0.5"), batch_size=32,
+                            train_subset=96, device="cpu", trace=False)
     first = [r for r in digits_run[0]["results"] if r["noise"] == 0.4]
     assert ([r["runs"][0]["accuracy"] for r in first] ==
             [r["runs"][0]["accuracy"] for r in again["results"]])
@@ -188,7 +211,7 @@ def test_plot_from_accuracy_json_and_trace(digits_run, tmp_path):
     (tmp_path / "t.json").write_text(json.dumps(trace))
     assert main(["plot", "--accuracy-json", str(tmp_path / "a.json"), "--trace-json",
                  str(tmp_path / "t.json"), "--out", str(tmp_path / "out")]) == 0
-    for name in ("accuracy_vs_time.png", "sampling_trace.png"):
+    for name in ("accuracy_vs_time.png", "accuracy_vs_sam_gradients.png", "sampling_trace.png"):
         assert (tmp_path / "out" / name).read_bytes()[:8] == PNG
 
 

@@ -11,6 +11,7 @@ from mmengine.registry import DATASETS, METRICS, MODELS, OPTIM_WRAPPERS
 
 import arsam
 from arsam.nets import NETS
+from arsam.schedules import SCHEDULES
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 OTHERS = ("_base_", "seg", "pose", "quant", "mmpretrain")  # bases, and the other tasks' configs
@@ -42,10 +43,10 @@ def expected(dataset, model, algorithm):
                      gamma=0.7 if dataset == "imagenet" else 0.5),
         "ksam": dict(rho=0.05, k1=1 / 8, k2=1 / 2),
         "periodic_sam": dict(rho=0.05, k=5),
-        "vsam": dict(rho=0.05, alpha=0.13 if dataset == "cifar100" else 0.1,
-                     gamma=0.9 if wide else 0.7, window=50, slices=5, max_rate=0.8),
+        "vsam": dict(rho=0.05, schedule="vsam", alpha=0.13 if dataset == "cifar100" else 0.1,
+                     gamma=0.9 if wide else 0.7),  # the schedule's other defaults: official
+        "arsam": dict(rho=0.05),                   # ARSAM's defaults: the 'matched' schedule
     }
-    extra["arsam"] = extra["vsam"]
     extra["ksam_star"] = dict(extra["ksam"], k2_halve_at=0.5)
     extra = dict(extra[algorithm])
     if wide and "rho" in extra:
@@ -114,6 +115,9 @@ def test_optimizer_arguments_exist_in_the_core():
         for cls in core.__mro__:
             if "__init__" in vars(cls):
                 parameters |= set(inspect.signature(cls.__init__).parameters)
+        if core is arsam.ARSAM:  # and the arguments of its schedule
+            schedule = SCHEDULES[cfg.optim_wrapper.get("schedule", "matched")]
+            parameters |= set(inspect.signature(schedule).parameters)
         assert keys <= parameters, keys - parameters
 
 
@@ -123,11 +127,13 @@ def test_digits_sam_family_trains_through_cli(algorithm, tmp_path):
     from test_cls_train import checkpoint, train
     config = osp.join(ROOT, "configs", "digits", f"smallcnn_{algorithm}.py")
     # 128 training images: 2 iterations per epoch, 3 epochs, evaluated at the end; mixed
-    # precision (bf16 autocast and loss scaling on CPU), the lr scaled by batch 64 / base 128
+    # precision (bf16 autocast and loss scaling on CPU), the lr scaled by batch 64 / base 128;
+    # ARSAM's warm-up shortened to 1 of the 3 epochs
+    warmup = ["optim_wrapper.warmup_epochs=1"] if algorithm in ("vsam", "arsam") else []
     scalars = train(config, tmp_path, "train_dataloader.dataset.test_size=1669",
                     "train_cfg.max_epochs=3", "train_cfg.val_interval=3",
                     "default_hooks.logger.interval=1", "auto_scale_lr.base_batch_size=128",
-                    flags=["--amp", "--auto-scale-lr"])
+                    *warmup, flags=["--amp", "--auto-scale-lr"])
     steps = [s for s in scalars if "loss" in s]
     assert [s["iter"] for s in steps] == [1, 2, 3, 4, 5, 6]
     logged = {"sampled", "sampling_rate"} | (

@@ -23,14 +23,22 @@ def closure_for(model, step):
     return closure
 
 
-@pytest.mark.parametrize("name", list(arsam.OPTIMIZERS))
+CASES = {"SAM": ("SAM", {}), "ESAM": ("ESAM", {}), "KSAM": ("KSAM", {}),
+         "PeriodicSAM": ("PeriodicSAM", {}), "LookSAM": ("LookSAM", dict(k=2)),
+         "ARSAM-vsam": ("ARSAM", dict(schedule="vsam", start_iter=2, window=4, slices=2,
+                                      init_samples=2)),
+         "ARSAM-matched": ("ARSAM", dict(start_iter=2)),
+         "ARSAM-fixed": ("ARSAM", dict(schedule="fixed", rate=0.5, start_iter=2))}
+
+
+@pytest.mark.parametrize("name", list(CASES))
 def test_grad_scaler_gives_the_unscaled_trajectory(name):
-    extra = dict(start_iter=2, window=4, slices=2) if name in ("VSAM", "ARSAM") else {}
+    cls, extra = CASES[name]
     runs = []
     for scaled in (False, True):
         model = net()
-        opt = arsam.OPTIMIZERS[name](model.parameters(), torch.optim.SGD, rho=0.05, lr=0.1,
-                                     momentum=0.9, model=model, **extra)
+        opt = arsam.OPTIMIZERS[cls](model.parameters(), torch.optim.SGD, rho=0.05, lr=0.1,
+                                    momentum=0.9, model=model, **extra)
         if scaled:
             opt.loss_scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 12,
                                                    growth_interval=10 ** 6)
@@ -41,17 +49,20 @@ def test_grad_scaler_gives_the_unscaled_trajectory(name):
     for p, q in zip(plain.parameters(), scaled.parameters()):
         torch.testing.assert_close(q, p, rtol=0, atol=0)
     for p, q in zip(plain.parameters(), scaled.parameters()):
-        if "psf" in plain_opt.state[p]:
-            torch.testing.assert_close(scaled_opt.state[q]["psf"], plain_opt.state[p]["psf"],
-                                       rtol=0, atol=0)
+        for key in ("psf", "g_v"):
+            if key in plain_opt.state[p]:
+                torch.testing.assert_close(scaled_opt.state[q][key], plain_opt.state[p][key],
+                                           rtol=0, atol=0)
     assert scaled_opt.stats["psf_norm"] == plain_opt.stats["psf_norm"]
+    if cls == "ARSAM":
+        assert scaled_opt.schedule.state_dict() == plain_opt.schedule.state_dict()
 
 
-@pytest.mark.parametrize("name", ["VSAM", "ARSAM"])
-def test_an_overflowed_sampled_step_keeps_the_stored_psf(name):
+@pytest.mark.parametrize("schedule", ["vsam", "matched", "fixed"])
+def test_an_overflowed_sampled_step_keeps_the_stored_psf(schedule):
     model = net()
-    opt = arsam.OPTIMIZERS[name](model.parameters(), torch.optim.SGD, rho=0.05, lr=0.1,
-                                 model=model, start_iter=10)
+    opt = arsam.ARSAM(model.parameters(), torch.optim.SGD, rho=0.05, lr=0.1, model=model,
+                      start_iter=10, schedule=schedule)
     opt.loss_scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
     opt.step(closure_for(model, 0))
     psf = {p: opt.state[p]["psf"].clone() for p in model.parameters()}
@@ -64,5 +75,5 @@ def test_an_overflowed_sampled_step_keeps_the_stored_psf(name):
     for p, w in zip(model.parameters(), weights):
         torch.testing.assert_close(p, w, rtol=0, atol=0)  # the scaler skipped the update
         torch.testing.assert_close(opt.state[p]["psf"], psf[p], rtol=0, atol=0)
-    assert opt.schedule.norms == type(opt.schedule.norms)(schedule["norms"])
+    assert opt.schedule.state_dict() == schedule and opt.last_sampled == 1
     assert opt.loss_scaler.get_scale() == 2.0 ** 119  # backed off

@@ -7,14 +7,21 @@ from torch import nn
 
 import arsam
 
-ALL = list(arsam.OPTIMIZERS)
-SMALL = dict(VSAM=dict(start_iter=2, window=4, slices=2), ARSAM=dict(start_iter=2, window=4, slices=2))
+#: every optimizer, ARSAM under each schedule, at settings that reach their stored state quickly
+CASES = {"SAM": ("SAM", {}), "ESAM": ("ESAM", {}), "KSAM": ("KSAM", {}),
+         "PeriodicSAM": ("PeriodicSAM", {}), "LookSAM": ("LookSAM", dict(k=2)),
+         "ARSAM-vsam": ("ARSAM", dict(schedule="vsam", start_iter=2, window=4, slices=2,
+                                      init_samples=2)),
+         "ARSAM-matched": ("ARSAM", dict(schedule="matched", start_iter=2)),
+         "ARSAM-fixed": ("ARSAM", dict(schedule="fixed", rate=0.5, start_iter=2))}
+ALL = list(CASES)
 
 
-def make(name, model, **kwargs):
-    kw = dict(SMALL.get(name, {}), **kwargs)
-    return arsam.OPTIMIZERS[name](model.parameters(), torch.optim.SGD, rho=0.05, lr=0.1,
-                                  momentum=0.9, model=model, **kw)
+def make(name, model, params=None, **kwargs):
+    cls, kw = CASES[name]
+    return arsam.OPTIMIZERS[cls](model.parameters() if params is None else params,
+                                 torch.optim.SGD, rho=0.05, lr=0.1, momentum=0.9, model=model,
+                                 **{**kw, **kwargs})
 
 
 def net(seed=0):
@@ -55,15 +62,16 @@ def test_batchnorm_stats_updated_once_per_step_by_the_first_pass(name):
     assert bn.track_running_stats
 
 
-PASSES = dict(SAM=2, PeriodicSAM=2, VSAM=2, ARSAM=2, KSAM=3, ESAM=3)
-EXTRA = dict(PeriodicSAM=dict(k=1), VSAM=dict(start_iter=10), ARSAM=dict(start_iter=10))
+PASSES = {name: 3 if name in ("KSAM", "ESAM") else 2 for name in ALL}
+EXTRA = {name: dict(start_iter=10) for name in ALL if name.startswith("ARSAM")}
+EXTRA.update(PeriodicSAM=dict(k=1), LookSAM=dict(k=1))
 
 
 @pytest.mark.parametrize("name, fail_on", [(n, f) for n in ALL for f in range(2, PASSES[n] + 1)])
 def test_failure_in_an_extra_pass_leaves_nothing_changed(name, fail_on):
     model = net()
     opt = make(name, model, **EXTRA.get(name, {}))
-    for s in range(3):  # reach VSAM/ARSAM's stored PSF and schedule state
+    for s in range(3):  # reach the stored PSF / g_v and the schedule's state
         opt.step(closure_for(model, *data(s)))
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
     state = copy.deepcopy(opt.state_dict())
@@ -125,13 +133,24 @@ def params():
     (arsam.KSAM, dict(k1=0), r"k1 must be an int >= 1 \(samples\) or a float in \(0, 1\]"),
     (arsam.KSAM, dict(k2=1.5), r"k2 must be an int >= 1 \(samples\) or a float in \(0, 1\]"),
     (arsam.PeriodicSAM, dict(k=0), r"k must be an int >= 1, got 0"),
-    (arsam.VSAM, dict(max_rate=0.0), r"max_rate must be in \(0, 1\], got 0.0"),
-    (arsam.ARSAM, dict(max_rate=1.2), r"max_rate must be in \(0, 1\], got 1.2"),
-    (arsam.VSAM, dict(gamma=1.1), r"gamma must be in \[0, 1\], got 1.1"),
-    (arsam.VSAM, dict(alpha=-1), r"alpha must be a number >= 0, got -1"),
-    (arsam.ARSAM, dict(window=1), r"window must be an int >= 2, got 1"),
-    (arsam.VSAM, dict(slices=9, window=8), r"slices must be an int in \[1, window=8\], got 9"),
-    (arsam.VSAM, dict(start_iter=-1), r"start_iter must be an int >= 0, got -1"),
+    (arsam.ARSAM, dict(schedule="vsam", max_rate=0.0),
+     r"max_rate must be in \(0, 1\] with max_rate·window >= 1 \(window=50\), got 0.0"),
+    (arsam.ARSAM, dict(schedule="matched", max_rate=1.2), r"max_rate must be in \(0, 1\], got 1.2"),
+    (arsam.ARSAM, dict(schedule="matched", min_rate=0.6),
+     r"min_rate must be in \(0, max_rate=0.5\], got 0.6"),
+    (arsam.ARSAM, dict(schedule="matched", kappa=0), r"kappa must be a number > 0, got 0"),
+    (arsam.ARSAM, dict(schedule="matched", smooth=1.5), r"smooth must be in \(0, 1\], got 1.5"),
+    (arsam.ARSAM, dict(gamma=1.1), r"gamma must be in \[0, 1\], got 1.1"),
+    (arsam.ARSAM, dict(schedule="vsam", alpha=-1), r"alpha must be a number >= 0, got -1"),
+    (arsam.ARSAM, dict(schedule="vsam", window=1), r"window must be an int >= 2, got 1"),
+    (arsam.ARSAM, dict(schedule="vsam", slices=9, window=8),
+     r"slices must be an int in \[1, window=8\], got 9"),
+    (arsam.ARSAM, dict(schedule="vsam", clamp=0), r"clamp must be None or a number > 0, got 0"),
+    (arsam.ARSAM, dict(schedule="vsam", quota=1), r"quota must be a bool, got 1"),
+    (arsam.ARSAM, dict(start_iter=-1), r"start_iter must be None or an int >= 0, got -1"),
+    (arsam.ARSAM, dict(warmup_epochs=-1), r"warmup_epochs must be a number >= 0, got -1"),
+    (arsam.ARSAM, dict(norm_params=0), r"norm_params must be None, an int >= 1 or a list of "
+                                       r"parameter-name prefixes, got 0"),
     (arsam.SAM, dict(total_steps=0), r"total_steps must be None or an int >= 1, got 0"),
     (arsam.KSAM, dict(steps_per_epoch=2.5), r"steps_per_epoch must be None or an int >= 1, "
                                             r"got 2.5"),
@@ -149,7 +168,7 @@ def test_base_optimizer_must_be_an_optimizer():
 
 @pytest.mark.parametrize("name", ALL)
 def test_closure_must_be_callable(name):
-    opt = arsam.OPTIMIZERS[name](params(), torch.optim.SGD, lr=0.1)
+    opt = make(name, None, params=params())
     with pytest.raises(TypeError, match=r"closure must be callable, got NoneType"):
         opt.step()
 
@@ -174,7 +193,7 @@ def test_k_larger_than_the_batch():
     assert opt.iteration == 0
 
 
-@pytest.mark.parametrize("name", ["SAM", "VSAM"])
+@pytest.mark.parametrize("name", ["SAM", "ARSAM-vsam", "ARSAM-matched"])
 def test_deepcopy_of_model_and_optimizer_trains_identically(name):
     model = net()
     opt = make(name, model)

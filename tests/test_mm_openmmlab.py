@@ -88,7 +88,7 @@ def test_unmodified_model_trains_through_the_runner(tmp_path, scope, wrapper):
     model_cfg, make_sample, bn_name = TASKS[scope]
     model = build(scope, model_cfg)
     data = RandomImages(make_sample)
-    kwargs = dict(start_iter=1, window=2, slices=1) if wrapper.startswith("AR") else {}
+    kwargs = dict(start_iter=1) if wrapper.startswith("AR") else {}
     expected = reference(model, data, getattr(arsam, wrapper[:-len("OptimWrapper")]), **kwargs)
     runner = Runner(
         model=model, work_dir=str(tmp_path), experiment_name=uuid.uuid4().hex, default_scope=None,

@@ -7,9 +7,11 @@ from mmengine.hooks import Hook
 from mm_tiny import PerSampleClassifier, make_model, make_runner, optim_cfg
 
 STEPS, STOP = 6, 3
-CASES = {
-    "ARSAM": dict(start_iter=1, window=2, slices=1, loss_scale="dynamic"),  # PSF, schedule, RNG
-    "ESAM": dict(beta=0.5, gamma=0.5),                                      # SWP draws, SDS
+CASES = {  # the wrapper and its arguments
+    "ARSAM-vsam": ("ARSAM", dict(schedule="vsam", start_iter=1, window=2, slices=1,
+                                 loss_scale="dynamic")),           # PSF, schedule, RNG, scaler
+    "ARSAM-matched": ("ARSAM", dict(start_iter=1)),                # PSF, schedule
+    "ESAM": ("ESAM", dict(beta=0.5, gamma=0.5)),                   # SWP draws, SDS
 }
 
 
@@ -32,7 +34,8 @@ class StopAfter(Hook):
 
 def run(work_dir, name, resume=False, stop=None):
     runner = make_runner(
-        work_dir, make_model(PerSampleClassifier), optim_cfg(f"{name}OptimWrapper", **CASES[name]),
+        work_dir, make_model(PerSampleClassifier),
+        optim_cfg(f"{CASES[name][0]}OptimWrapper", **CASES[name][1]),
         max_iters=STEPS, resume=resume, custom_hooks=[StopAfter(stop)] if stop else None,
         param_scheduler=dict(type="MultiStepLR", milestones=[4], gamma=0.1, by_epoch=False),
         default_hooks=dict(logger=dict(type="LoggerHook", interval=1),

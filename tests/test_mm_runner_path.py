@@ -14,7 +14,8 @@ from torch.utils.data import Dataset
 import arsam
 
 STEPS = 6
-SCHEDULE = dict(start_iter=1, window=2, slices=1)
+SCHEDULE = dict(schedule="fixed", rate=0.5, start_iter=1)  # a warm-up step, every 2nd step
+VSAM_SCHEDULE = dict(schedule="vsam", start_iter=1, window=2, slices=1)
 F8, F8_NO_GRAD, B8 = ("F", 8, True), ("F", 8, False), ("B", 8)
 SAM_STEP = [F8, B8, F8, B8]
 # per wrapper: its arguments, the model class, the passes of each of the 6 steps, written out
@@ -28,9 +29,10 @@ PASSES = {
     "KSAM": (dict(k1=0.25, k2=0.5), PerSampleClassifier,
              [[F8_NO_GRAD, ("F", 2, True), ("B", 2), ("F", 4, True), ("B", 4)]] * 6),
     "PeriodicSAM": (dict(k=2), TinyClassifier, [SAM_STEP, [F8, B8]] * 3),
-    # the schedules' decisions at these settings (a warm-up step, then windows of 2 steps)
-    "VSAM": (SCHEDULE, TinyClassifier, [SAM_STEP, [F8, B8], [F8, B8], [F8, B8], SAM_STEP,
-                                        [F8, B8]]),
+    # the paper's schedule at these settings (a warm-up step, then windows of 2 steps taking
+    # one sample each: the draws of seed 0 miss, then fill, miss, fill, hit)
+    "VSAM": (VSAM_SCHEDULE, TinyClassifier, [SAM_STEP, [F8, B8], SAM_STEP, [F8, B8], SAM_STEP,
+                                             SAM_STEP]),
     "ARSAM": (dict(gamma=0.7, **SCHEDULE), TinyClassifier, [SAM_STEP, [F8, B8]] * 3),
 }
 

@@ -19,15 +19,19 @@ from arsam.mmlab import wrappers
 from arsam.mmlab.wrappers import SharpnessAwareOptimWrapper, take
 
 STEPS = 4
-SCHEDULE = dict(start_iter=1, window=2, slices=1)  # vSAM/ARSAM: warm-up of 1 step, then sampling
+# ARSAM: warm-up of 1 step, then sampling: the paper's schedule (windows of 2), ours, every 2nd step
+VSAM_SCHEDULE = dict(schedule="vsam", start_iter=1, window=2, slices=1)
+SCHEDULE = dict(schedule="fixed", rate=0.5, start_iter=1)
 CASES = [  # wrapper core, its arguments, the model class (the protocol only where needed)
     ("SAM", dict(rho=0.05), TinyClassifier),
     ("ESAM", dict(rho=0.05, beta=0.6, gamma=0.5), PerSampleClassifier),
     ("ESAM", dict(rho=0.05, beta=0.5, gamma=1.0), TinyClassifier),
     ("KSAM", dict(rho=0.05, k1=0.25, k2=0.5), PerSampleClassifier),
     ("PeriodicSAM", dict(rho=0.05, k=2), TinyClassifier),
-    ("VSAM", dict(rho=0.05, **SCHEDULE), TinyClassifier),
+    ("VSAM", dict(rho=0.05, **VSAM_SCHEDULE), TinyClassifier),
+    ("ARSAM", dict(rho=0.05, start_iter=1), TinyClassifier),
     ("ARSAM", dict(rho=0.05, gamma=0.7, **SCHEDULE), TinyClassifier),
+    ("LookSAM", dict(rho=0.05, k=2), TinyClassifier),
 ]
 
 
@@ -40,12 +44,13 @@ def test_every_core_is_registered_in_the_root_registry():
 
 def test_build_passes_extra_keys_to_the_core_and_shares_param_groups():
     model = make_model(TinyClassifier)
-    cfg = optim_cfg("ARSAMOptimWrapper", rho=0.07, alpha=0.2, gamma=0.5,
+    cfg = optim_cfg("ARSAMOptimWrapper", rho=0.07, schedule="vsam", alpha=0.2, gamma=0.5,
                     paramwise_cfg=dict(custom_keys={"fc": dict(lr_mult=0.5)}))
     wrapper = build_optim_wrapper(model, cfg)
     core = wrapper.optimizer
     assert isinstance(core, arsam.ARSAM) and isinstance(core.base_optimizer, torch.optim.SGD)
-    assert (core.gamma, core.schedule.alpha, core.param_groups[0]["rho"]) == (0.5, 0.2, 0.07)
+    assert (core.schedule.gamma, core.schedule.alpha, core.param_groups[0]["rho"]) == (
+        0.5, 0.2, 0.07)
     assert core.param_groups is core.base_optimizer.param_groups
     fc = {id(p) for p in model.fc.parameters()}
     assert sorted((g["lr"], id(g["params"][0]) in fc) for g in wrapper.param_groups[:-1]) == [

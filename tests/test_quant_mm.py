@@ -135,6 +135,8 @@ def test_configs_train_w4a4_through_the_wrappers(tmp_path, optimizer):
     save_classifier(tmp_path / "fp.pth")
     cfg = Config.fromfile(CONFIGS / f"smallcnn_w4a4_{optimizer}.py")
     cfg.model.fp_checkpoint = str(tmp_path / "fp.pth")
+    if optimizer in ("vsam", "arsam"):  # no Runner tells the epoch length: warm-up in steps
+        cfg.optim_wrapper.start_iter = 1
     model = MODELS.build(cfg.model)
     assert {type(m) for m in model.modules()} >= {QuantConv2d, QuantLinear}
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper)

@@ -14,8 +14,8 @@ OPTIMIZERS = {
     "SAM": dict(),
     "ESAM": dict(beta=0.6, gamma=0.5),
     "KSAM": dict(k1=0.25, k2=0.5),
-    "VSAM": dict(start_iter=1, window=2, slices=1),
-    "ARSAM": dict(start_iter=1, window=2, slices=1),
+    "VSAM": dict(schedule="vsam", start_iter=1, window=2, slices=1),
+    "ARSAM": dict(start_iter=1),
 }
 
 

@@ -57,26 +57,26 @@ def parser():
     t.add_argument("--warmup", type=_positive_int("--warmup", 0), default=2)
     t.add_argument("--rates", default=",".join(map(str, FIXED_RATES)),
                    type=_list_type("--rates", float, lambda r: 0 < r <= 1, "rates in (0, 1]"),
-                   help="fixed sampling rates for VSAM/ARSAM")
+                   help="fixed sampling rates of ARSAM (ARSAM@<rate>)")
     t.add_argument("--no-rates", action="store_true", help="skip the fixed-rate runs")
     t.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes")
 
     a = sub.add_parser("accuracy", help="test accuracy, time and SAM gradients per optimizer")
-    a.add_argument("--noise", default="0,0.2,0.4",
+    a.add_argument("--noise", default="0.4,0.6",
                    type=_list_type("--noise", float, lambda r: 0 <= r < 1, "fractions in [0, 1)"))
     a.add_argument("--seeds", type=_positive_int("--seeds"), default=3)
     a.add_argument("--epochs", type=_positive_int("--epochs"), default=30)
     a.add_argument("--batch-size", type=_positive_int("--batch-size"), default=None,
                    help="default 32 on digits, 128 on CIFAR")
     a.add_argument("--lr", type=float, default=None, help="default 0.05 on digits, 0.1 on CIFAR")
-    a.add_argument("--rho", type=float, default=0.05)
+    a.add_argument("--rho", type=float, default=None, help="default 0.3 on digits, 0.05 on CIFAR")
     a.add_argument("--dataset", choices=("digits", "cifar10", "cifar100"), default=None,
                    help="default digits, or cifar10 when --data-root is given")
     a.add_argument("--data-root", default=None, help="directory holding the CIFAR data")
     a.add_argument("--train-subset", type=_positive_int("--train-subset"), default=None,
                    help="use the first n training samples only (quick checks)")
     a.add_argument("--trace-json", default=None,
-                   help="write the per-step VSAM/ARSAM statistics (seed 0) here")
+                   help="write the per-step statistics of the ARSAM methods (seed 0) here")
 
     for s in (t, a):
         s.add_argument("--optimizers", type=_optimizers, default=list(OPTIMIZERS))

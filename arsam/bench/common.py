@@ -8,12 +8,44 @@ import torch.nn.functional as F
 
 import arsam
 
-#: compared in this order; SGD is torch.optim.SGD itself, the rest come from arsam.OPTIMIZERS
-OPTIMIZERS = ("SGD", "SAM", "ESAM", "KSAM", "PeriodicSAM", "VSAM", "ARSAM")
-#: the paper settings used for each variant (esam.txt, ksam.txt, vsam.txt Table 3's SAM-5, vsam.txt)
-VARIANT_KWARGS = {"SAM": {}, "ESAM": dict(beta=0.6, gamma=0.5), "KSAM": dict(k1=0.125, k2=0.5),
-                  "PeriodicSAM": dict(k=5), "VSAM": {}, "ARSAM": {}}
-REUSE = ("VSAM", "ARSAM")
+#: the methods compared, by label: (arsam.OPTIMIZERS name or "SGD", arguments: the papers'
+#: settings; esam.txt, ksam.txt, vsam.txt Table 3's SAM-5 and LookSAM-5). Besides these,
+#: ``ARSAM@<p>`` and ``ARSAM@<p>:<gamma>`` are ARSAM at the fixed, evenly spaced rate p with the
+#: PSF reused with weight gamma^k (default 1), after one SAM step (see :func:`method`).
+METHODS = {
+    "SGD": ("SGD", {}),
+    "SAM": ("SAM", {}),
+    "ESAM": ("ESAM", dict(beta=0.6, gamma=0.5)),
+    "KSAM": ("KSAM", dict(k1=0.125, k2=0.5)),
+    "PeriodicSAM-2": ("PeriodicSAM", dict(k=2)),
+    "PeriodicSAM-5": ("PeriodicSAM", dict(k=5)),
+    "LookSAM-5": ("LookSAM", dict(k=5)),
+    "ARSAM": ("ARSAM", {}),
+    "ARSAM-vsam": ("ARSAM", dict(schedule="vsam")),
+    "ARSAM-matched": ("ARSAM", dict(schedule="matched")),
+    "ARSAM-fixed": ("ARSAM", dict(schedule="fixed")),
+}
+#: compared by default, in this order
+OPTIMIZERS = ("SGD", "SAM", "ESAM", "KSAM", "PeriodicSAM-5", "LookSAM-5", "ARSAM-vsam", "ARSAM")
+
+
+def method(label):
+    """(optimizer name, arguments) of a method label (see :data:`METHODS`); ValueError if
+    unknown."""
+    if label in METHODS:
+        name, kwargs = METHODS[label]
+        return name, dict(kwargs)
+    try:
+        rate, _, gamma = label.partition("@")[2].partition(":")
+        if not label.startswith("ARSAM@"):
+            raise ValueError
+        kwargs = dict(schedule="fixed", rate=float(rate), start_iter=1)
+        if gamma:
+            kwargs["gamma"] = float(gamma)
+        return "ARSAM", kwargs
+    except ValueError:
+        raise ValueError(f"unknown method {label!r}: expected one of {', '.join(METHODS)}, "
+                         "ARSAM@<rate> or ARSAM@<rate>:<gamma>") from None
 
 
 def parse_list(name, text, convert, ok, accepted):
@@ -27,9 +59,17 @@ def parse_list(name, text, convert, ok, accepted):
     return items
 
 
+def _known(label):
+    try:
+        method(label)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_optimizers(text):
-    return parse_list("--optimizers", text, str.strip, lambda n: n in OPTIMIZERS,
-                      f"names from {', '.join(OPTIMIZERS)}")
+    return parse_list("--optimizers", text, str.strip, _known,
+                      f"methods from {', '.join(METHODS)}, ARSAM@<rate> or ARSAM@<rate>:<gamma>")
 
 
 def pick_device(name):
@@ -51,23 +91,21 @@ def machine(device):
     return info
 
 
-def build_optimizer(name, model, *, lr, rho=0.05, momentum=0.9, weight_decay=5e-4, rate=None,
-                    **schedule):
-    """SGD or an arsam optimizer with SGD as base optimizer and the paper settings.
+def build_optimizer(label, model, *, lr, rho=0.05, momentum=0.9, weight_decay=5e-4,
+                    **overrides):
+    """SGD or the arsam optimizer of a method label (:func:`method`) with SGD as base optimizer.
 
-    ``rate`` fixes the sampling rate of VSAM/ARSAM (benchmark only): the schedule's sample count
-    starts at ``rate``·N and α = 0 keeps it there; step 1 is plain SAM so that a PSF exists.
-    ``schedule`` overrides other schedule arguments (e.g. ``start_iter``).
+    ``overrides`` go to arsam optimizers: the run's length (``steps_per_epoch``,
+    ``total_steps``) to every one, ``start_iter`` to ARSAM only (a fixed-rate label keeps its
+    own).
     """
+    name, kwargs = method(label)
     sgd = dict(lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "SGD":
         return torch.optim.SGD(model.parameters(), **sgd)
-    kwargs = dict(VARIANT_KWARGS[name])
-    if rate is not None:
-        if name not in REUSE:
-            raise ValueError(f"rate applies to {' and '.join(REUSE)} only, got {name}")
-        kwargs.update(alpha=0.0, init_rate=rate, max_rate=max(rate, 0.8), start_iter=1)
-    kwargs.update(schedule)
+    if name != "ARSAM":
+        overrides.pop("start_iter", None)
+    kwargs = {**overrides, **kwargs}  # a fixed-rate label's start_iter=1 wins
     return arsam.OPTIMIZERS[name](model.parameters(), torch.optim.SGD, rho=rho, model=model,
                                   **kwargs, **sgd)
 

@@ -3,6 +3,8 @@
 * accuracy against training time per optimizer (vsam.txt Figure 1), one panel per noise level,
   from the ``accuracy`` JSON (mean over seeds of the per-epoch curve; the end point carries the
   standard deviation of the final accuracy);
+* accuracy against SAM gradients per step (the cost-accuracy Pareto front), one panel per noise
+  level, from the same JSON;
 * sampling rate, ‖PSF‖ and ‖g_SGD‖ over iterations (vsam.txt Figure 2), from the ``accuracy``
   trace JSON or from an mmengine ``vis_data/scalars.json`` (one JSON object a line; keys
   ``sampling_rate``, ``psf_norm``, ``sgd_norm`` and ``step`` or ``iter``, also with a prefix such
@@ -39,6 +41,34 @@ def plot_accuracy(result, path):
                xlabel="training time (s)", ylabel="test accuracy (%)")
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_pareto(result, path):
+    """Final test accuracy (mean ± std over seeds) against SAM gradients per step, one point
+    per method, one panel per noise level; the front of the undominated methods is drawn."""
+    plt = _pyplot()
+    noises = sorted({r["noise"] for r in result["results"]})
+    fig, axes = plt.subplots(1, len(noises), figsize=(6 * len(noises), 4.5), squeeze=False)
+    for ax, noise in zip(axes[0], noises):
+        rows = [r for r in result["results"] if r["noise"] == noise]
+        for r in rows:
+            ax.errorbar(r["sam_gradient_fraction"], r["accuracy_mean"], yerr=r["accuracy_std"],
+                        fmt="o", ms=4, capsize=2)
+            ax.annotate(r["optimizer"], (r["sam_gradient_fraction"], r["accuracy_mean"]),
+                        fontsize=7, xytext=(3, 3), textcoords="offset points")
+        front, best = [], -float("inf")
+        for r in sorted(rows, key=lambda r: (r["sam_gradient_fraction"], -r["accuracy_mean"])):
+            if r["accuracy_mean"] > best:
+                front.append(r)
+                best = r["accuracy_mean"]
+        ax.step([r["sam_gradient_fraction"] for r in front], [r["accuracy_mean"] for r in front],
+                where="post", color="grey", lw=0.8, alpha=0.7)
+        ax.set(title=f"{result['config']['dataset']}, label noise {noise:g}",
+               xlabel="SAM gradients per step", ylabel="test accuracy (%)")
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -126,8 +156,11 @@ def plot(accuracy_json=None, trace_json=(), out="."):
     written = []
     if accuracy_json is not None:
         with open(accuracy_json) as f:
-            plot_accuracy(json.load(f), os.path.join(out, "accuracy_vs_time.png"))
-        written.append(os.path.join(out, "accuracy_vs_time.png"))
+            result = json.load(f)
+        for name, draw in (("accuracy_vs_time.png", plot_accuracy),
+                           ("accuracy_vs_sam_gradients.png", plot_pareto)):
+            draw(result, os.path.join(out, name))
+            written.append(os.path.join(out, name))
     if trace_json:
         runs = [run for path in trace_json for run in load_trace(path)]
         plot_trace(runs, os.path.join(out, "sampling_trace.png"))

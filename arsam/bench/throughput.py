@@ -9,7 +9,7 @@ Per step the benchmark measures the step's wall time, the time spent inside the 
 duration of the run). The optimizer's own overhead is step - forwards - backwards: the
 perturbation, norms, PSF arithmetic, the base optimizer's update, sample selection and Python.
 
-Optimizers that mix two kinds of step (PeriodicSAM, VSAM, ARSAM: SAM-gradient steps and plain
+Optimizers that mix two kinds of step (PeriodicSAM, LookSAM, ARSAM: SAM-gradient steps and plain
 ones) are summarized per kind: every reported time is r·median(sampled steps) +
 (1-r)·median(other steps), r the optimizer's long-run sampling rate (``opt.stats``); the median
 of all steps would report one kind only. When the timed steps contain one kind only, r is the
@@ -31,14 +31,14 @@ import numpy as np
 import torch
 
 from .. import nets
-from .common import (OPTIMIZERS, REUSE, build_optimizer, machine, per_sample_closure,
+from .common import (OPTIMIZERS, build_optimizer, machine, method, per_sample_closure,
                      pick_device, synchronize, timed, train_step)
 
 MODELS = {"resnet18": lambda: nets.cifar_resnet18(10),
           "wrn": lambda: nets.wide_resnet(28, 10, 10),
           "mobilenetv2": lambda: nets.mobilenet_v2_cifar(10),
           "tiny": lambda: nets.SmallCNN(10, in_channels=3, width=8)}
-FIXED_RATES = (0.2, 0.4, 0.6, 0.8)
+FIXED_RATES = (0.1, 0.2, 0.5)
 
 
 class PassTimer:
@@ -74,13 +74,10 @@ class PassTimer:
 
 
 def configurations(optimizers, rates, warmup):
-    """(label, optimizer, fixed rate, schedule overrides): each optimizer as configured, its
-    schedule starting after the warm-up, then VSAM/ARSAM at each fixed rate."""
-    runs = [(name, name, None, dict(start_iter=warmup) if name in REUSE else {})
-            for name in optimizers]
-    runs += [(f"{name}@{rate:g}", name, rate, {}) for rate in rates
-             for name in optimizers if name in REUSE]
-    return runs
+    """(label, optimizer, fixed rate): each method as configured (ARSAM's schedule starting
+    after the warm-up rounds), then ARSAM at each fixed rate (``ARSAM@<rate>``)."""
+    runs = [(label, method(label)[0], None) for label in optimizers]
+    return runs + [(f"ARSAM@{rate:g}", "ARSAM", rate) for rate in rates]
 
 
 def setup(model_name, batch_size, device, seed):
@@ -131,10 +128,10 @@ def time_optimizers(model_name, batch_size, steps, warmup, rates, optimizers, de
     """Interleaved timing; returns one summary dict per configuration."""
     base, x, y = setup(model_name, batch_size, device, seed)
     runs = []
-    for label, name, rate, schedule in configurations(optimizers, rates, warmup):
+    for label, name, rate in configurations(optimizers, rates, warmup):
         model = copy.deepcopy(base)
         runs.append(dict(label=label, name=name, rate=rate, closure=per_sample_closure(model, x, y),
-                         opt=build_optimizer(name, model, lr=lr, rate=rate, **schedule),
+                         opt=build_optimizer(label, model, lr=lr, start_iter=warmup),
                          record={k: [] for k in ("step", "forward", "backward", "sampled",
                                                  "forward_samples", "backward_samples")}))
     timer = PassTimer(device)
@@ -162,12 +159,11 @@ def time_optimizers(model_name, batch_size, steps, warmup, rates, optimizers, de
             for r in runs]
 
 
-def peak_memory(model_name, batch_size, name, warmup, device, seed=0, lr=0.01, max_steps=12):
-    """Peak memory in MiB of this process over the optimizer's steps up to its second SAM
+def peak_memory(model_name, batch_size, label, warmup, device, seed=0, lr=0.01, max_steps=12):
+    """Peak memory in MiB of this process over the method's steps up to its second SAM
     gradient (SGD: two steps); meant to run in a fresh process (see :func:`probe_memory`)."""
     model, x, y = setup(model_name, batch_size, device, seed)
-    opt = build_optimizer(name, model, lr=lr, **(dict(start_iter=max(warmup, 2))
-                                                 if name in REUSE else {}))
+    opt = build_optimizer(label, model, lr=lr, start_iter=max(warmup, 2))
     closure = per_sample_closure(model, x, y)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -175,7 +171,7 @@ def peak_memory(model_name, batch_size, name, warmup, device, seed=0, lr=0.01, m
     for i in range(max_steps):
         _, stats = train_step(opt, closure)
         gradients += bool(stats["sampled"])
-        if gradients >= 2 or (name == "SGD" and i >= 1):
+        if gradients >= 2 or (label == "SGD" and i >= 1):
             break
     synchronize(device)
     if device.type == "cuda":
@@ -196,9 +192,9 @@ def peak_rss_mib():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
 
-def probe_memory(model_name, batch_size, name, warmup, device):
+def probe_memory(model_name, batch_size, label, warmup, device):
     """Run :func:`peak_memory` in a fresh interpreter (``arsam-bench _memory``)."""
-    spec = json.dumps(dict(model=model_name, batch_size=batch_size, optimizer=name,
+    spec = json.dumps(dict(model=model_name, batch_size=batch_size, optimizer=label,
                            warmup=warmup, device=device.type, threads=torch.get_num_threads()))
     out = subprocess.run([sys.executable, "-m", "arsam.bench", "_memory", spec], check=True,
                          capture_output=True, text=True)
@@ -220,7 +216,7 @@ def run(model="tiny", batch_size=128, steps=8, warmup=2, rates=FIXED_RATES,
             row["speed_vs_sam"] = row["images_per_s"] / sam["images_per_s"]
         else:
             row["speed_vs_sam"] = sam["relative_step_time"] / relative
-        row["peak_memory_mb"] = (probe_memory(model, batch_size, row["optimizer"], warmup, device)
+        row["peak_memory_mb"] = (probe_memory(model, batch_size, row["label"], warmup, device)
                                  if memory and row["fixed_rate"] is None else None)
     return dict(benchmark="throughput",
                 config=dict(model=model, batch_size=batch_size, steps=steps, warmup=warmup,

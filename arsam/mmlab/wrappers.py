@@ -37,7 +37,8 @@ from ..engine import check_arg, frozen_bn_stats
 from ..esam import ESAM
 from ..ksam import KSAM
 from ..periodic import PeriodicSAM
-from ..reuse import ARSAM, VSAM
+from ..looksam import LookSAM
+from ..reuse import ARSAM
 from ..sam import SAM
 from .per_sample import find_per_sample_loss
 
@@ -374,5 +375,8 @@ SAMOptimWrapper = _register(SAM)
 ESAMOptimWrapper = _register(ESAM)
 KSAMOptimWrapper = _register(KSAM)
 PeriodicSAMOptimWrapper = _register(PeriodicSAM)
-VSAMOptimWrapper = _register(VSAM)
+LookSAMOptimWrapper = _register(LookSAM)
 ARSAMOptimWrapper = _register(ARSAM)
+#: vSAM and ARSAM are one optimizer (arsam.VSAM is arsam.ARSAM): one wrapper, two names
+VSAMOptimWrapper = ARSAMOptimWrapper
+OPTIM_WRAPPERS.register_module(name="VSAMOptimWrapper", module=ARSAMOptimWrapper, force=True)

@@ -6,4 +6,4 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 
-optim_wrapper = dict(rho=0.1, gamma=0.9)
+optim_wrapper = dict(rho=0.1)

@@ -7,4 +7,3 @@ _base_ = [
 ]
 
 model = dict(net=dict(num_classes=100))
-optim_wrapper = dict(alpha=0.13)

@@ -7,4 +7,4 @@ _base_ = [
 ]
 
 model = dict(net=dict(num_classes=100))
-optim_wrapper = dict(rho=0.1, gamma=0.9, alpha=0.13)
+optim_wrapper = dict(rho=0.1)

@@ -1,6 +1,7 @@
-# vSAM: PSF reuse with variance-driven sampling (window K=50, M=5 slices).
-# gamma 0.7 is for ResNet-18 (0.9 for WRN/PyramidNet), alpha 0.1 for CIFAR-10 (0.13 for CIFAR-100).
+# vSAM (vsam.txt) as the authors' code runs it: ARSAM with schedule='vsam' and the official
+# settings (N 50, M 5, s1 1, quota per window, clamped change rates, gamma reused for 6 steps,
+# 3 warm-up epochs, norms on the last 10 tensors; docs/arsam.md). vsam.txt: gamma 0.7 for
+# ResNet-18 (0.9 for WRN/PyramidNet), alpha 0.1 on CIFAR-10 (0.13 on CIFAR-100).
 _base_ = './sgd.py'
 
-optim_wrapper = dict(type='VSAMOptimWrapper', rho=0.05, alpha=0.1, gamma=0.7, window=50,
-                     slices=5, max_rate=0.8)
+optim_wrapper = dict(type='VSAMOptimWrapper', rho=0.05, schedule='vsam', alpha=0.1, gamma=0.7)

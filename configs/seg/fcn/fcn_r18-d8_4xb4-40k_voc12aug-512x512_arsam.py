@@ -1,1 +1,2 @@
 _base_ = ['../_base_/tasks/fcn_r18-d8_4xb4-40k_voc12aug-512x512.py', '../_base_/optim/arsam.py']
+optim_wrapper = dict(start_iter=600)  # 1.5 % of the run's iterations

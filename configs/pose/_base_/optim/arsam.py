@@ -1,3 +1,4 @@
-# ARSAM: the PSF sampled by the autoregressive schedule and reused, around mmpose's Adam.
+# ARSAM around mmpose's Adam: the PSF sampled and reused by the 'matched' schedule
+# (docs/arsam.md), after 3 warm-up epochs of SAM.
 _base_ = './adam.py'
-optim_wrapper = dict(type='ARSAMOptimWrapper', rho=0.05, alpha=0.1, gamma=0.7)
+optim_wrapper = dict(type='ARSAMOptimWrapper', rho=0.05)

@@ -1,0 +1,55 @@
+"""LookSAM (Liu et al., CVPR 2022, "Towards Efficient and Scalable Sharpness-Aware Minimization")."""
+import torch
+
+from .engine import SharpnessAwareOptimizer, check_arg, tensors_dot, tensors_norm
+
+
+class LookSAM(SharpnessAwareOptimizer):
+    """SAM every k-th step; in between, the last SAM gradient's component orthogonal to g_SGD.
+
+    On steps 0, k, 2k, ...: g = ∇L(w), g_s = ∇L(w + ρ·g/‖g‖) updates (as SAM), and
+    g_v = g_s - (<g_s, g>/‖g‖²)·g, the part of g_s orthogonal to g, is stored. On the other steps
+    the update is g + α·(‖g‖/‖g_v‖)·g_v (Liu et al., Algorithm 1), one forward/backward.
+    vsam.txt Table 3 compares LookSAM-5 (k = 5).
+
+    Args:
+        k: SAM every k steps (>= 1); alpha: α, the weight of the reused g_v (the paper: 0.7).
+
+    Buffers: 2 weight-sized (g_v and the copy of w while perturbed).
+    """
+
+    persistent = ("g_v",)
+
+    def __init__(self, params, base_optimizer, rho=0.05, k=5, alpha=0.7, **kwargs):
+        check_arg("k", k, isinstance(k, int) and not isinstance(k, bool) and k >= 1, "an int >= 1")
+        check_arg("alpha", alpha, isinstance(alpha, (int, float)) and not isinstance(alpha, bool)
+                  and alpha >= 0, "a number >= 0")
+        super().__init__(params, base_optimizer, rho, **kwargs)
+        self.k, self.alpha = k, alpha
+
+    def _gradient(self, closure):
+        sampled = self.iteration % self.k == 0
+        self.stats.update(sampled=sampled, sampling_rate=1.0 / self.k)
+        loss = self._pass(closure)                       # g = ∇L(w)
+        params = [p for group in self.param_groups for p in self._with_grad(group)]
+        g = [p.grad for p in params]
+        if sampled:
+            self._perturb()
+            self._pass(closure)                          # g_s = ∇L(w + ε), the update
+            self._restore()
+            g_s = [p.grad for p in params]
+            coef = (tensors_dot(g_s, g) / tensors_norm(g).double() ** 2).nan_to_num(0.0)
+            g_v = torch._foreach_add(g_s, g, alpha=-coef.item())  # g_s - <g_s,g>/‖g‖²·g
+            if self.loss_scaler is not None:  # stored unscaled; an overflow keeps the old g_v
+                torch._foreach_mul_(g_v, 1.0 / self.loss_scaler.get_scale())
+            if self.loss_scaler is None or torch.isfinite(tensors_norm(g_v)):
+                for p, v in zip(params, g_v):
+                    self.state[p]["g_v"] = v
+            return loss.mean()
+        stored = [self.state[p]["g_v"] for p in params if "g_v" in self.state[p]]
+        if stored and len(stored) == len(params):
+            g_v_norm = tensors_norm(stored)
+            if g_v_norm > 0:
+                scale = self.alpha * tensors_norm(g) / g_v_norm
+                torch._foreach_add_(g, stored, alpha=scale.item())  # g + α·‖g‖/‖g_v‖·g_v
+        return loss.mean()
