@@ -17,6 +17,8 @@ class KSAM(SharpnessAwareOptimizer):
     The closure must return per-sample losses. Buffers: 1 weight-sized (the copy of w).
     """
 
+    #: sizes checked against the data's smallest batch before training (check_batch_size)
+    subset_args = ("k1", "k2")
     needs_per_sample_losses = True
 
     def __init__(self, params, base_optimizer, rho=0.05, k1=0.125, k2=0.5, k2_halve_at=None,
