@@ -18,6 +18,7 @@ import contextlib
 import math
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 
@@ -106,7 +107,8 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         skip_nonfinite: a step whose losses or gradients are not finite is skipped (weights,
             gradients and state as before it; ``stats['skipped']``, ``skipped_steps`` count it),
             as GradScaler skips an overflowed step; False: a non-finite loss is a ValueError.
-            With a ``loss_scaler`` the scaler skips overflowed steps itself.
+            With a ``loss_scaler`` the scaler skips overflowed steps itself. Under
+            torch.distributed every rank skips when any rank would (one all-reduce per check).
         total_steps, steps_per_epoch: the run's length, for arguments given as a fraction of the
             run or in epochs (None: unknown; the mmengine wrappers fill them from the train loop
             before the first step).
@@ -331,9 +333,13 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
             raise TypeError(f"closure returned losses without a graph (computed under "
                             f"torch.no_grad() or detached); {name} differentiates them: the "
                             "closure must run the forward with gradients enabled")
-        if self.loss_scaler is None and not torch.isfinite(loss).all():
-            if self.skip_nonfinite:
+        if self.loss_scaler is not None:
+            return  # overflow is the loss scaler's business
+        nonfinite = ~torch.isfinite(loss).all()
+        if self.skip_nonfinite:
+            if self._on_any_rank(nonfinite):
                 raise _NonFiniteStep
+        elif nonfinite:
             raise ValueError(f"closure returned a non-finite loss in pass {self._passes} of "
                              f"{name}'s step (weights back at w, nothing changed; "
                              "skip_nonfinite=True skips such steps)")
@@ -346,9 +352,19 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
             raise TypeError(f"the closure's losses do not depend on any parameter of "
                             f"{type(self).__name__}: no gradient reached them (a copy of the "
                             "model?)")
-        if self.skip_nonfinite and self.loss_scaler is None and not torch.isfinite(
-                tensors_norm(grads)):
+        if self.skip_nonfinite and self.loss_scaler is None and self._on_any_rank(
+                ~torch.isfinite(tensors_norm(grads))):
             raise _NonFiniteStep
+
+    @staticmethod
+    def _on_any_rank(flag):
+        """The bool tensor ``flag``, or'ed over the ranks when torch.distributed is initialized:
+        every rank skips a step together (a rank that skipped alone would leave the others
+        waiting in the step's next collective). A skip check is one all-reduce per pass."""
+        if dist.is_available() and dist.is_initialized():
+            flag = flag.float()
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag)
 
     def _count(self, key, n):
         self.stats[key] = None if n is None or self.stats[key] is None else self.stats[key] + n

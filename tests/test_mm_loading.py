@@ -190,6 +190,20 @@ def test_arsam_train_unsafe_load_pickle_is_the_named_opt_in(tmp_path):
     assert not torch.equal(trained["net.fc.bias"], torch.full((10,), 0.5))  # it trained from it
 
 
+def test_quant_loader_follows_an_enclosing_opt_in(tmp_path):
+    """QuantizedClassifier loads inside the Runner's scope: weights-only unless it opted in."""
+    net = dict(type="small_cnn", num_classes=10, in_channels=1, width=16)
+    fp = MODELS.build(dict(type="ImageClassifier", net=net))
+    torch.save(dict(meta=dict(note=fractions.Fraction(1, 3)), state_dict=fp.state_dict()),
+               tmp_path / "fp.pth")
+    cfg = dict(type="QuantizedClassifier", net=net, fp_checkpoint=str(tmp_path / "fp.pth"))
+    with pytest.raises(Exception, match=r"Unsupported global: GLOBAL fractions.Fraction"):
+        MODELS.build(cfg)
+    with ckpt.checkpoint_loading(unsafe_load_pickle=True), pytest.warns(UserWarning):
+        model = MODELS.build(cfg)
+    torch.testing.assert_close(model.net.fc.weight, fp.net.fc.weight, rtol=0, atol=0)
+
+
 def test_resume_ignores_config_code_in_the_checkpoint_meta(tmp_path, run_checkpoint):
     """mmengine's resume executes ``meta['config']`` as a Python config file; a checkpoint of
     tensors and strings alone could run code through it. ArsamRunner drops it."""
