@@ -17,9 +17,9 @@ from mmengine.registry import MODELS
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import CheckpointLoader, load_checkpoint, load_from_http
 
-import arsam.mmlab.classification  # noqa: F401  (ImageClassifier)
 import quant.mmlab  # noqa: F401  (QuantizedClassifier)
 from arsam.mmlab import checkpoint as ckpt
+from arsam.mmlab.classification import ImageClassifier
 from arsam.mmlab.runner import ArsamRunner
 from arsam.mmlab.train import main
 
@@ -193,7 +193,7 @@ def test_arsam_train_unsafe_load_pickle_is_the_named_opt_in(tmp_path):
 def test_quant_loader_follows_an_enclosing_opt_in(tmp_path):
     """QuantizedClassifier loads inside the Runner's scope: weights-only unless it opted in."""
     net = dict(type="small_cnn", num_classes=10, in_channels=1, width=16)
-    fp = MODELS.build(dict(type="ImageClassifier", net=net))
+    fp = ImageClassifier(net=net)
     torch.save(dict(meta=dict(note=fractions.Fraction(1, 3)), state_dict=fp.state_dict()),
                tmp_path / "fp.pth")
     cfg = dict(type="QuantizedClassifier", net=net, fp_checkpoint=str(tmp_path / "fp.pth"))
