@@ -2,19 +2,23 @@
 
 It owns what the algorithms share: wrapping a base optimizer, running closure passes (BatchNorm
 statistics updated by the first pass of a step only, DDP's ``no_sync`` on ascent-only passes, loss
-scaling), the ascent perturbation and its exact undo, gradient norms, statistics and state.
+scaling, the closure protocol's checks), the ascent perturbation and its exact undo, gradient
+norms, skipping non-finite steps, statistics and state.
 An algorithm subclasses :class:`SharpnessAwareOptimizer` and writes ``_gradient(closure)`` the way
 its paper writes the step.
 
 The closure protocol: ``closure(indices=None)`` runs a forward pass only, on the whole batch or on
 the samples at ``indices`` (a LongTensor), and returns per-sample losses of shape ``[n]`` (a scalar
 is accepted by the optimizers that never select samples). The optimizer reduces by the mean and
-runs every backward itself.
+runs every backward itself. A closure that breaks the protocol (runs a backward itself, returns
+losses without a graph, non-finite losses or the wrong number of them) raises an error naming the
+problem, with the step undone.
 """
 import contextlib
 import math
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 
@@ -22,6 +26,11 @@ def check_arg(name, value, ok, accepted):
     """Raise ValueError naming ``name`` and the ``accepted`` range unless ``ok``."""
     if not ok:
         raise ValueError(f"{name} must be {accepted}, got {value!r}")
+
+
+def is_number(value):
+    """An int or float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def check_fraction_or_count(name, value):
@@ -77,13 +86,24 @@ def frozen_bn_stats(model):
             m.track_running_stats = True
 
 
+class _NonFiniteStep(Exception):
+    """Raised inside a step with ``skip_nonfinite``: the step is undone and skipped."""
+
+
+#: param-group keys of the SAM family, which a base optimizer must not use for its own settings
+GROUP_KEYS = {"rho": "the ascent radius", "adaptive": "the ASAM switch", "eta": "ASAM's η"}
+
+
 class SharpnessAwareOptimizer(torch.optim.Optimizer):
     """Base of SAM and its efficient variants.
 
     Args:
-        params: parameters or param groups (None when ``base_optimizer`` is an instance).
+        params: the model (``arsam.SAM(model, ...)``: its parameters), parameters or param
+            groups (None when ``base_optimizer`` is an instance).
         base_optimizer: an optimizer class (built here with ``params`` and ``**kwargs``) or an
-            already built optimizer instance; it performs every update.
+            already built optimizer instance; it performs every update. It must not use the
+            param-group keys ``rho`` and ``adaptive`` for settings of its own (Adadelta's
+            ``rho``), since the SAM family keeps its per-group settings under those names.
         rho: neighbourhood radius ρ of the ascent step (per param group: a group's ``rho``).
         adaptive: ASAM (Kwon et al., 2021): the ascent is normalized by T = |w| + η element-wise
             on weights and T = 1 on biases, ε = ρ·T²g/‖Tg‖, as in the authors' code
@@ -92,10 +112,16 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
             than SAM's: the authors use ρ = 0.5 on CIFAR-10 and 1.0 on CIFAR-100 (SAM: 0.05, 0.1).
         eta: η of ASAM's T = |w| + η (authors: 0.01; 0 gives davda54/sam's T = |w| on weights),
             a number >= 0 (per param group: a group's ``eta``).
-        model: the module trained; needed only for BatchNorm handling (may be set later as
-            ``opt.model``). Without it BatchNorm statistics are updated by every pass.
+        model: the module trained, for integrations and ASAM's bias names (set by passing the
+            model as ``params``). BatchNorm needs no model: the training-mode BatchNorm layers
+            that run in a step's passes update their running statistics in its first pass only.
         seed: seed of the optimizer's own random generator (the global RNG is never used); the
             same on every DDP rank so that all ranks take the same random decisions.
+        skip_nonfinite: a step whose losses or gradients are not finite is skipped (weights,
+            gradients and state as before it; ``stats['skipped']``, ``skipped_steps`` count it),
+            as GradScaler skips an overflowed step; False: a non-finite loss is a ValueError.
+            With a ``loss_scaler`` the scaler skips overflowed steps itself. Under
+            torch.distributed every rank skips when any rank would (one all-reduce per check).
         total_steps, steps_per_epoch: the run's length, for arguments given as a fraction of the
             run or in epochs (None: unknown; the mmengine wrappers fill them from the train loop
             before the first step).
@@ -111,12 +137,22 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
     persistent = ()
     #: whether the closure must return per-sample losses (integrations check it before training)
     needs_per_sample_losses = False
+    #: arguments that size a subset of the batch (int or fraction; :meth:`check_batch_size`)
+    subset_args = ()
 
     def __init__(self, params, base_optimizer, rho=0.05, *, adaptive=False, eta=0.01, model=None,
-                 seed=0, total_steps=None, steps_per_epoch=None, **kwargs):
-        check_arg("rho", rho, isinstance(rho, (int, float)) and rho >= 0, "a number >= 0")
-        check_arg("eta", eta, isinstance(eta, (int, float)) and not isinstance(eta, bool)
-                  and eta >= 0, "a number >= 0")
+                 seed=0, skip_nonfinite=False, total_steps=None, steps_per_epoch=None, **kwargs):
+        if isinstance(params, nn.Module):
+            check_arg("model", model, model is None or model is params,
+                      "None or the module given as params")
+            model, params = params, params.parameters()
+        check_arg("rho", rho, is_number(rho) and rho >= 0, "a number >= 0")
+        check_arg("eta", eta, is_number(eta) and eta >= 0, "a number >= 0")
+        for name, value in (("adaptive", adaptive), ("skip_nonfinite", skip_nonfinite)):
+            check_arg(name, value, isinstance(value, bool), "a bool")
+        check_arg("model", model, model is None or isinstance(model, nn.Module),
+                  "None or a torch.nn.Module")
+        check_arg("seed", seed, isinstance(seed, int) and not isinstance(seed, bool), "an int")
         for name, value in (("total_steps", total_steps), ("steps_per_epoch", steps_per_epoch)):
             check_arg(name, value, value is None or (
                 isinstance(value, int) and not isinstance(value, bool) and value >= 1),
@@ -125,32 +161,51 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
             check_arg("params", params, params is None,
                       "None when base_optimizer is an optimizer instance (its groups are used)")
             if kwargs:
-                raise TypeError(f"base optimizer arguments {sorted(kwargs)} given with an "
-                                "optimizer instance; set them when building it")
+                raise TypeError(f"{type(self).__name__} got unexpected arguments {sorted(kwargs)}"
+                                " (arguments of the built base optimizer are set when building "
+                                "it)")
             base = base_optimizer
         elif callable(base_optimizer):
             base = base_optimizer(params, **kwargs)
         else:
             raise TypeError("base_optimizer must be a torch.optim.Optimizer class or instance, "
                             f"got {type(base_optimizer).__name__}")
+        for key, meaning in GROUP_KEYS.items():
+            if key in base.defaults:
+                raise ValueError(
+                    f"base_optimizer {type(base).__name__} has a setting of its own named "
+                    f"{key!r} (default {base.defaults[key]!r}), the param-group key that holds "
+                    f"{meaning} of {type(self).__name__}: each would read the other's value; "
+                    "use another base optimizer")
         super().__init__(base.param_groups, dict(rho=rho, adaptive=adaptive, eta=eta))
+        for i, group in enumerate(base.param_groups):
+            for key in ("rho", "eta"):
+                check_arg(f"param_groups[{i}][{key!r}]", group[key],
+                          is_number(group[key]) and group[key] >= 0, "a number >= 0")
+            check_arg(f"param_groups[{i}]['adaptive']", group["adaptive"],
+                      isinstance(group["adaptive"], bool), "a bool")
         self.base_optimizer = base
         self.param_groups = base.param_groups
         self.defaults.update(base.defaults)
         self.model = model
+        self.skip_nonfinite = skip_nonfinite
         self.total_steps, self.steps_per_epoch = total_steps, steps_per_epoch
         self.loss_scaler = None
         self.ascent_context = contextlib.nullcontext
         self.generator = torch.Generator().manual_seed(seed)
         self.iteration = 0  # completed steps
+        self.skipped_steps = 0
         self.stats = {}
         self._perturbed = []
         self._passes = 0
+        self._batch_size = None  # per-sample losses in the step's full-batch passes
 
     # ----------------------------------------------------------------------------- the step
     def step(self, closure=None):
-        """One optimization step; returns the (detached) loss at w."""
+        """One optimization step; returns the (detached) loss at w (NaN for a skipped step)."""
         loss = self.compute_gradient(closure)
+        if self.stats.get("skipped"):
+            return loss
         if self.loss_scaler is None:
             self.base_optimizer.step()
         else:
@@ -162,56 +217,115 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         """Leave the update gradient in ``.grad`` with the weights back at w; return the loss at w.
 
         If anything raises, the weights are restored, the step's gradients cleared, the
-        generator rewound and no state changed; the exception propagates.
+        generator rewound and no state changed; the exception propagates. A step skipped by
+        ``skip_nonfinite`` ends the same way, with no gradient (``.grad`` None: the base
+        optimizer's step leaves the weights alone), ``stats['skipped']`` True and a NaN loss.
         """
         if not callable(closure):
             raise TypeError(f"closure must be callable, got {type(closure).__name__}")
         generator_state = self.generator.get_state()
-        self._passes = 0
+        self._passes, self._batch_size = 0, None
         self.stats = dict(sampled=True, sampling_rate=1.0, psf_norm=None,
                           forward_samples=0, backward_samples=0)
+        if self.skip_nonfinite:
+            self.stats["skipped"] = False
         try:
-            with torch.enable_grad():
+            with torch.enable_grad(), self._batchnorm_stats_once():
                 loss = self._gradient(closure)
+        except _NonFiniteStep:
+            self._undo(generator_state)
+            self.skipped_steps += 1
+            self.stats.update(skipped=True, sampled=False, sampling_rate=None, psf_norm=None)
+            return torch.tensor(math.nan)
         except BaseException:
-            self._restore()
-            self.zero_grad(set_to_none=True)
-            self.generator.set_state(generator_state)
+            self._undo(generator_state)
             raise
         self.iteration += 1
         return loss
 
+    def _undo(self, generator_state):
+        """A failed or skipped step: weights back at w, its gradients cleared, generator rewound."""
+        self._restore()
+        self.zero_grad(set_to_none=True)
+        self.generator.set_state(generator_state)
+
     def _gradient(self, closure):
         raise NotImplementedError
+
+    def check_batch_size(self, n):
+        """ValueError naming the argument if a batch of ``n`` samples cannot hold one of the
+        subsets the algorithm selects (:attr:`subset_args`, e.g. K-SAM's ``k1=16`` with ``n=8``).
+        Integrations call it before training with the data's smallest batch."""
+        for name in self.subset_args:
+            subset_size(name, getattr(self, name), n)
+
+    @contextlib.contextmanager
+    def _batchnorm_stats_once(self):
+        """Only the step's first pass updates BatchNorm running statistics.
+
+        For the step's duration a global module forward pre-hook turns ``track_running_stats``
+        off in every training-mode BatchNorm layer that runs in a later pass (it then normalizes
+        by the batch statistics and leaves the running ones alone, see :func:`frozen_bn_stats`);
+        the step's end turns them back on. Whatever module the closure calls is covered.
+        """
+        frozen = []
+
+        def freeze(module, args):
+            if (self._passes > 1 and isinstance(module, nn.modules.batchnorm._BatchNorm)
+                    and module.training and module.track_running_stats):
+                module.track_running_stats = False
+                frozen.append(module)
+
+        handle = nn.modules.module.register_module_forward_pre_hook(freeze)
+        try:
+            yield
+        finally:
+            handle.remove()
+            for module in frozen:
+                module.track_running_stats = True
 
     # ----------------------------------------------------------------------------- passes
     def _pass(self, closure, indices=None, *, backward=True, per_sample=False, ascent=False):
         """Run the closure once (on ``indices`` if given); backward of the mean unless told not.
 
-        Only the first pass of a step updates BatchNorm running statistics. ``ascent`` marks a
-        pass whose gradient serves the perturbation alone (entered in ``ascent_context``).
+        ``ascent`` marks a pass whose gradient serves the perturbation alone (entered in
+        ``ascent_context``). The closure's result is checked against the protocol first.
         Returns the detached losses.
         """
         with contextlib.ExitStack() as stack:
-            if self._passes:
-                stack.enter_context(frozen_bn_stats(self.model))
             if ascent:
                 stack.enter_context(self.ascent_context())
             stack.enter_context(torch.set_grad_enabled(backward))
             self._passes += 1
-            loss = closure() if indices is None else closure(indices)
-            self._check_loss(loss, per_sample)
+            if backward:
+                self.zero_grad(set_to_none=True)
+            try:
+                loss = closure() if indices is None else closure(indices)
+            except RuntimeError as error:  # loss.backward() on a no-grad pass's losses
+                if not backward and "does not require grad" in str(error):
+                    raise TypeError(self._ran_backward()) from error
+                raise
+            self._check_loss(loss, indices, per_sample, backward)
             n = len(indices) if indices is not None else (len(loss) if loss.ndim else None)
             self._count("forward_samples", n)
             if backward:
-                self.zero_grad(set_to_none=True)
                 mean = loss.mean()
                 (mean if self.loss_scaler is None else self.loss_scaler.scale(mean)).backward()
                 self._count("backward_samples", n)
+                self._check_gradient()
         return loss.detach()
 
-    def _check_loss(self, loss, per_sample):
+    def _ran_backward(self):
+        return (f"the closure ran a backward pass itself; for {type(self).__name__} it must only "
+                "run the forward and return the losses (closure(indices=None) -> per-sample "
+                "losses or their mean): the optimizer runs every backward")
+
+    def _check_loss(self, loss, indices, per_sample, backward):
+        """The closure protocol: a tensor of losses, per sample (one per index) where needed,
+        with a graph to differentiate on backward passes, finite, and no backward run by it."""
         name = type(self).__name__
+        if backward and any(p.grad is not None for p in self._params()):
+            raise TypeError(self._ran_backward())
         if not torch.is_tensor(loss):
             raise TypeError(f"closure must return a tensor of losses, got {type(loss).__name__}")
         if per_sample and loss.ndim != 1:
@@ -220,6 +334,52 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         if loss.ndim > 1:
             raise TypeError("closure must return a scalar or per-sample losses of shape [n], "
                             f"got shape {tuple(loss.shape)}")
+        if loss.ndim == 1 and indices is not None and len(loss) != len(indices):
+            raise TypeError(f"closure(indices) must return one loss per index: {len(indices)} "
+                            f"indices, got shape {tuple(loss.shape)}")
+        if loss.ndim == 1 and indices is None:
+            if self._batch_size is None:
+                self._batch_size = len(loss)
+            elif len(loss) != self._batch_size:
+                raise TypeError(f"closure() must return one loss per sample of the batch in every "
+                                f"pass: {self._batch_size} in the step's first full-batch pass, "
+                                f"got shape {tuple(loss.shape)}")
+        if backward and not loss.requires_grad:
+            raise TypeError(f"closure returned losses without a graph (computed under "
+                            f"torch.no_grad() or detached); {name} differentiates them: the "
+                            "closure must run the forward with gradients enabled")
+        if self.loss_scaler is not None:
+            return  # overflow is the loss scaler's business
+        nonfinite = ~torch.isfinite(loss).all()
+        if self.skip_nonfinite:
+            if self._on_any_rank(nonfinite):
+                raise _NonFiniteStep
+        elif nonfinite:
+            raise ValueError(f"closure returned a non-finite loss in pass {self._passes} of "
+                             f"{name}'s step (weights back at w, nothing changed; "
+                             "skip_nonfinite=True skips such steps)")
+
+    def _check_gradient(self):
+        """After a backward: some parameter got a gradient; with ``skip_nonfinite`` (and no
+        loss scaler, which handles overflow itself) all of them are finite."""
+        grads = [p.grad for p in self._params() if p.grad is not None]
+        if not grads:
+            raise TypeError(f"the closure's losses do not depend on any parameter of "
+                            f"{type(self).__name__}: no gradient reached them (a copy of the "
+                            "model?)")
+        if self.skip_nonfinite and self.loss_scaler is None and self._on_any_rank(
+                ~torch.isfinite(tensors_norm(grads))):
+            raise _NonFiniteStep
+
+    @staticmethod
+    def _on_any_rank(flag):
+        """The bool tensor ``flag``, or'ed over the ranks when torch.distributed is initialized:
+        every rank skips a step together (a rank that skipped alone would leave the others
+        waiting in the step's next collective). A skip check is one all-reduce per pass."""
+        if dist.is_available() and dist.is_initialized():
+            flag = flag.float()
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag)
 
     def _count(self, key, n):
         self.stats[key] = None if n is None or self.stats[key] is None else self.stats[key] + n
@@ -305,12 +465,13 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         return [p for group in self.param_groups for p in group["params"]]
 
     def state_dict(self):
-        """The base optimizer's state plus the step counter, the generator and own buffers."""
+        """The base optimizer's state plus the step counters, the generator and own buffers."""
         index = {p: i for i, p in enumerate(self._params())}
         buffers = {index[p]: {k: s[k].clone() for k in self.persistent if k in s}
                    for p, s in self.state.items() if p in index}
         return {"base_optimizer": self.base_optimizer.state_dict(),
                 "arsam": dict(iteration=self.iteration, generator=self.generator.get_state(),
+                              skipped_steps=self.skipped_steps,
                               buffers={i: b for i, b in buffers.items() if b},
                               **self._extra_state())}
 
@@ -328,6 +489,7 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
             self.state[p].update({k: v.to(device=p.device, dtype=p.dtype, copy=True)
                                   for k, v in buffers.items()})
         self.iteration = own["iteration"]
+        self.skipped_steps = own.get("skipped_steps", 0)  # absent from state saved before it
         self.generator.set_state(own["generator"])
         self._load_extra_state(own)
 

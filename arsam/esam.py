@@ -51,13 +51,14 @@ class ESAM(SharpnessAwareOptimizer):
         return self.gamma < 1
 
     def compute_gradient(self, closure):
-        try:
-            loss = super().compute_gradient(closure)
-        except BaseException:
-            self.cancel_swp_mask()  # a mask drawn before the step goes too, its draw rewound
-            raise
+        loss = super().compute_gradient(closure)
         self._swp_mask = None
         return loss
+
+    def _undo(self, generator_state):
+        """A failed or skipped step: a mask drawn before it goes too, its draw rewound."""
+        super()._undo(generator_state)
+        self.cancel_swp_mask()
 
     def _gradient(self, closure):
         select = self.gamma < 1
@@ -122,5 +123,5 @@ class ESAM(SharpnessAwareOptimizer):
         """The ascent pass under the SWP selection: the pending one or one drawn now."""
         if self._swp_mask is None:
             self.draw_swp_mask()
-        yield  # on an exception compute_gradient cancels the selection
+        yield  # on an exception _undo cancels the selection
         self._flags_back_on()

@@ -20,6 +20,8 @@ class KSAM(SharpnessAwareOptimizer):
     The closure must return per-sample losses. Buffers: 1 weight-sized (the copy of w).
     """
 
+    #: sizes checked against the data's smallest batch before training (check_batch_size)
+    subset_args = ("k1", "k2")
     needs_per_sample_losses = True
     #: the first pass (the losses that rank the samples) runs no backward: an integration that
     #: runs it itself (mmengine's train_step) runs it without building a graph

@@ -13,8 +13,8 @@ sizes stay out of the sharpness-aware ascent by the configs'
 ``paramwise_cfg=dict(custom_keys={'quantizer.step': dict(rho=0.0)})`` (quant/optim.py).
 """
 from mmengine.registry import MODELS
-from mmengine.runner.checkpoint import CheckpointLoader
 
+from arsam.mmlab.checkpoint import load_checkpoint
 from arsam.mmlab.classification import ImageClassifier
 
 from .convert import quantize_model
@@ -29,8 +29,8 @@ class QuantizedClassifier(ImageClassifier):
         fp_checkpoint: path of the full-precision weights: an mmengine checkpoint of an
             ImageClassifier (``state_dict`` with ``net.`` keys) or a plain state_dict of the net;
             None starts from the net's initialization (e.g. when resuming a quantized run, whose
-            checkpoint holds the quantized state). Read by mmengine's CheckpointLoader (local
-            paths unpickled fully, arsam/mmlab/checkpoint.py: only load checkpoints you trust).
+            checkpoint holds the quantized state). Loaded weights-only, any mmengine scheme
+            (:func:`arsam.mmlab.checkpoint.load_checkpoint`).
         quantize: keyword arguments of :func:`quant.quantize_model`.
     """
 
@@ -44,7 +44,7 @@ class QuantizedClassifier(ImageClassifier):
 def load_full_precision(net, path):
     """Load the float weights at ``path`` into ``net``; ValueError naming the mismatches when
     they come from another architecture (missing or unexpected keys, other shapes)."""
-    checkpoint = CheckpointLoader.load_checkpoint(path, map_location="cpu")
+    checkpoint = load_checkpoint(path, map_location="cpu")
     state = checkpoint.get("state_dict", checkpoint)
     if any(k.startswith("net.") for k in state):
         state = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}

@@ -76,7 +76,8 @@ def optim_cfg(wrapper, lr=0.1, **kwargs):
                 **kwargs)
 
 
-def make_runner(work_dir, model, optim_wrapper, max_iters=4, data=None, **kwargs):
+def make_runner(work_dir, model, optim_wrapper, max_iters=4, data=None, runner_class=Runner,
+                **kwargs):
     cfg = dict(
         model=model, work_dir=str(work_dir), experiment_name=uuid.uuid4().hex,
         train_dataloader=dict(dataset=data or TinyData(), batch_size=BATCH, num_workers=0,
@@ -88,7 +89,7 @@ def make_runner(work_dir, model, optim_wrapper, max_iters=4, data=None, **kwargs
         log_processor=dict(by_epoch=False, window_size=1),
         default_scope=None)  # no global DefaultScope left behind for other tests
     cfg.update(kwargs)
-    return Runner(**cfg)
+    return runner_class(**cfg)
 
 
 def reference(model, core_class, steps, data=None, lr=0.1, between=None, clip=None,

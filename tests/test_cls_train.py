@@ -6,6 +6,7 @@ import uuid
 import pytest
 import torch
 
+from arsam.mmlab.checkpoint import load_checkpoint
 from arsam.mmlab.train import build_config, main, parse_args
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -25,7 +26,7 @@ def train(config, work_dir, *options, resume=(), flags=()):
 
 
 def checkpoint(path):
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return load_checkpoint(str(path), map_location="cpu")  # weights-only
 
 
 def test_build_config_options():
@@ -72,6 +73,16 @@ def test_auto_scale_lr_flag_needs_the_base_batch_size():
                                          r"in the config \(the total batch size its lr is for\)"):
         build_config(parse_args([SGD, "--auto-scale-lr", "--cfg-options",
                                  "auto_scale_lr={}"]))
+
+
+def test_build_config_load_from_and_the_loading_opt_in():
+    cfg = build_config(parse_args([SGD, "--load-from", "w/epoch_1.pth"]))
+    assert cfg.resume is False and cfg.load_from == "w/epoch_1.pth"
+    assert "unsafe_load_pickle" not in cfg
+    cfg = build_config(parse_args([SGD, "--resume", "--unsafe-load-pickle"]))
+    assert cfg.resume is True and cfg.unsafe_load_pickle is True
+    with pytest.raises(SystemExit):  # resume or load weights: one of them
+        parse_args([SGD, "--resume", "--load-from", "w/epoch_1.pth"])
 
 
 def test_short_run_evaluates_and_resumes_exactly(tmp_path):

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 import arsam
+from core_cases import ALL, make
 
 
 def net():
@@ -23,22 +24,12 @@ def closure_for(model, step):
     return closure
 
 
-CASES = {"SAM": ("SAM", {}), "ESAM": ("ESAM", {}), "KSAM": ("KSAM", {}),
-         "PeriodicSAM": ("PeriodicSAM", {}), "LookSAM": ("LookSAM", dict(k=2)),
-         "ARSAM-vsam": ("ARSAM", dict(schedule="vsam", start_iter=2, window=4, slices=2,
-                                      init_samples=2)),
-         "ARSAM-matched": ("ARSAM", dict(start_iter=2)),
-         "ARSAM-fixed": ("ARSAM", dict(schedule="fixed", rate=0.5, start_iter=2))}
-
-
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", ALL)
 def test_grad_scaler_gives_the_unscaled_trajectory(name):
-    cls, extra = CASES[name]
     runs = []
     for scaled in (False, True):
         model = net()
-        opt = arsam.OPTIMIZERS[cls](model.parameters(), torch.optim.SGD, rho=0.05, lr=0.1,
-                                    momentum=0.9, model=model, **extra)
+        opt = make(name, model.parameters(), model=model)
         if scaled:
             opt.loss_scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 12,
                                                    growth_interval=10 ** 6)
@@ -54,7 +45,7 @@ def test_grad_scaler_gives_the_unscaled_trajectory(name):
                 torch.testing.assert_close(scaled_opt.state[q][key], plain_opt.state[p][key],
                                            rtol=0, atol=0)
     assert scaled_opt.stats["psf_norm"] == plain_opt.stats["psf_norm"]
-    if cls == "ARSAM":
+    if name.startswith("ARSAM"):
         assert scaled_opt.schedule.state_dict() == plain_opt.schedule.state_dict()
 
 

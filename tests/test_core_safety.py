@@ -6,22 +6,12 @@ import torch
 from torch import nn
 
 import arsam
-
-#: every optimizer, ARSAM under each schedule, at settings that reach their stored state quickly
-CASES = {"SAM": ("SAM", {}), "ESAM": ("ESAM", {}), "KSAM": ("KSAM", {}),
-         "PeriodicSAM": ("PeriodicSAM", {}), "LookSAM": ("LookSAM", dict(k=2)),
-         "ARSAM-vsam": ("ARSAM", dict(schedule="vsam", start_iter=2, window=4, slices=2,
-                                      init_samples=2)),
-         "ARSAM-matched": ("ARSAM", dict(schedule="matched", start_iter=2)),
-         "ARSAM-fixed": ("ARSAM", dict(schedule="fixed", rate=0.5, start_iter=2))}
-ALL = list(CASES)
+from core_cases import ALL, PASSES, make, sam_every_step
 
 
-def make(name, model, params=None, **kwargs):
-    cls, kw = CASES[name]
-    return arsam.OPTIMIZERS[cls](model.parameters() if params is None else params,
-                                 torch.optim.SGD, rho=0.05, lr=0.1, momentum=0.9, model=model,
-                                 **{**kw, **kwargs})
+
+def make_for(name, model, **kwargs):
+    return make(name, model.parameters(), model=model, **kwargs)
 
 
 def net(seed=0):
@@ -50,7 +40,7 @@ def closure_for(model, x, y, fail_on=None):
 def test_batchnorm_stats_updated_once_per_step_by_the_first_pass(name):
     model = net()
     reference = copy.deepcopy(model)
-    opt = make(name, model)
+    opt = make_for(name, model)
     x, y = data(0)
     opt.step(closure_for(model, x, y))
     with torch.no_grad():
@@ -62,15 +52,12 @@ def test_batchnorm_stats_updated_once_per_step_by_the_first_pass(name):
     assert bn.track_running_stats
 
 
-PASSES = {name: 3 if name in ("KSAM", "ESAM") else 2 for name in ALL}
-EXTRA = {name: dict(start_iter=10) for name in ALL if name.startswith("ARSAM")}
-EXTRA.update(PeriodicSAM=dict(k=1), LookSAM=dict(k=1))
 
 
 @pytest.mark.parametrize("name, fail_on", [(n, f) for n in ALL for f in range(2, PASSES[n] + 1)])
 def test_failure_in_an_extra_pass_leaves_nothing_changed(name, fail_on):
     model = net()
-    opt = make(name, model, **EXTRA.get(name, {}))
+    opt = make_for(name, model, **sam_every_step(name))
     for s in range(3):  # reach the stored PSF / g_v and the schedule's state
         opt.step(closure_for(model, *data(s)))
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
@@ -96,14 +83,14 @@ def test_failure_in_an_extra_pass_leaves_nothing_changed(name, fail_on):
 def test_resume_from_state_dict_is_bit_identical(name):
     x = [data(s) for s in range(10)]
     model = net()
-    opt = make(name, model, **({"beta": 0.5} if name == "ESAM" else {}))
+    opt = make_for(name, model)
     for s in range(10):
         opt.step(closure_for(model, *x[s]))
         if s == 4:
             saved_model, saved_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
     resumed = net(seed=1)
     resumed.load_state_dict(saved_model)
-    opt2 = make(name, resumed, **({"beta": 0.5} if name == "ESAM" else {}))
+    opt2 = make_for(name, resumed)
     opt2.load_state_dict(saved_opt)
     assert opt2.base_optimizer.state, "momentum buffers are restored"
     for s in range(5, 10):
@@ -115,7 +102,7 @@ def test_resume_from_state_dict_is_bit_identical(name):
 
 def test_load_state_dict_rejects_a_foreign_state_dict():
     model = net()
-    opt = make("SAM", model)
+    opt = make_for("SAM", model)
     plain = torch.optim.SGD(model.parameters(), lr=0.1).state_dict()
     with pytest.raises(ValueError, match=r"state_dict must come from an arsam optimizer"):
         opt.load_state_dict(plain)
@@ -168,7 +155,7 @@ def test_base_optimizer_must_be_an_optimizer():
 
 @pytest.mark.parametrize("name", ALL)
 def test_closure_must_be_callable(name):
-    opt = make(name, None, params=params())
+    opt = make(name, params())
     with pytest.raises(TypeError, match=r"closure must be callable, got NoneType"):
         opt.step()
 
@@ -196,7 +183,7 @@ def test_k_larger_than_the_batch():
 @pytest.mark.parametrize("name", ["SAM", "ARSAM-vsam", "ARSAM-matched"])
 def test_deepcopy_of_model_and_optimizer_trains_identically(name):
     model = net()
-    opt = make(name, model)
+    opt = make_for(name, model)
     opt.step(closure_for(model, *data(0)))
     model2, opt2 = copy.deepcopy((model, opt))
     assert opt2.model is model2 and opt2.param_groups is opt2.base_optimizer.param_groups

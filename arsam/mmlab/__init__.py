@@ -5,6 +5,4 @@ from .mmcv_ext import install as _install_mmcv_ext
 
 _install_mmcv_ext()
 if importlib.util.find_spec("mmengine") is not None:
-    from .checkpoint import install as _install_checkpoint_loader
-
-    _install_checkpoint_loader()
+    from . import runner  # noqa: F401  (registers ArsamRunner and CheckBatchSizeHook)

@@ -1,11 +1,13 @@
 """``arsam-train``: train an mmengine config (like mmpretrain's tools/train.py).
 
-    arsam-train CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--auto-scale-lr]
-                [--cfg-options k=v ...] [--launcher none|pytorch]
+    arsam-train CONFIG [--work-dir DIR] [--resume [CKPT] | --load-from CKPT]
+                [--unsafe-load-pickle] [--amp] [--auto-scale-lr] [--cfg-options k=v ...]
+                [--launcher none|pytorch]
 
-The Runner logs progress and ETA every ``default_hooks.logger.interval`` iterations.
-Checkpoints (``--resume``, ``load_from``) load under torch>=2.6 through the trusted local loader
-that importing :mod:`arsam.mmlab` installs (:mod:`arsam.mmlab.checkpoint`).
+The Runner (:class:`arsam.mmlab.runner.ArsamRunner` unless the config names a ``runner_type``)
+logs progress and ETA every ``default_hooks.logger.interval`` iterations. Every checkpoint it
+loads (``--resume``, ``--load-from``/``load_from``, pretrained weights) loads weights-only;
+``--unsafe-load-pickle`` unpickles them fully, which runs any code a file holds.
 """
 import argparse
 import os
@@ -18,9 +20,16 @@ def parse_args(argv=None):
     parser.add_argument("config", help="config file path")
     parser.add_argument("--work-dir", help="directory for logs and checkpoints "
                         "(default: ./work_dirs/<config name>)")
-    parser.add_argument("--resume", nargs="?", const="auto", metavar="CKPT",
-                        help="resume from CKPT, or from the latest checkpoint in the work dir "
-                        "when no path is given")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--resume", nargs="?", const="auto", metavar="CKPT",
+                       help="resume from CKPT, or from the latest checkpoint in the work dir "
+                       "when no path is given")
+    start.add_argument("--load-from", metavar="CKPT",
+                       help="initialize the model from the weights in CKPT (weights-only), then "
+                       "train from the first iteration")
+    parser.add_argument("--unsafe-load-pickle", action="store_true",
+                        help="unpickle checkpoints fully instead of weights-only: a file can then "
+                        "run any code; only for checkpoints you made or trust completely")
     parser.add_argument("--amp", action="store_true",
                         help="mixed precision: loss_scale='dynamic' on the sharpness-aware "
                         "wrappers (autocast in the device's AMP dtype), AmpOptimWrapper for "
@@ -39,7 +48,8 @@ def parse_args(argv=None):
 
 
 def build_config(args):
-    """The config of ``args``: options merged, work dir, resume and launcher set."""
+    """The config of ``args``: options merged, work dir, resume or load_from, the loading
+    opt-in and launcher set."""
     import torch
     from mmengine.config import Config
     cfg = Config.fromfile(args.config)
@@ -60,6 +70,10 @@ def build_config(args):
     if args.resume is not None:
         cfg.resume = True
         cfg.load_from = None if args.resume == "auto" else args.resume
+    elif args.load_from is not None:
+        cfg.resume, cfg.load_from = False, args.load_from
+    if args.unsafe_load_pickle:
+        cfg.unsafe_load_pickle = True
     cfg.launcher = args.launcher
     dist_cfg = cfg.setdefault("env_cfg", {}).setdefault("dist_cfg", {})
     if args.launcher != "none" and not torch.cuda.is_available():
@@ -91,9 +105,10 @@ def enable_amp(cfg):
 def main(argv=None):
     """Entry point of ``arsam-train``: build the Runner of the config and train."""
     from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
+
+    from arsam.mmlab.runner import ArsamRunner
     cfg = build_config(parse_args(argv))
-    runner = Runner.from_cfg(cfg) if "runner_type" not in cfg else RUNNERS.build(cfg)
+    runner = ArsamRunner.from_cfg(cfg) if "runner_type" not in cfg else RUNNERS.build(cfg)
     runner.train()
 
 

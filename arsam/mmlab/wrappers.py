@@ -33,7 +33,7 @@ from mmengine.registry import OPTIM_WRAPPERS
 from mmengine.runner.amp import autocast
 from torch.nn.parallel import DistributedDataParallel
 
-from ..engine import check_arg, frozen_bn_stats
+from ..engine import check_arg, frozen_bn_stats, is_number
 from ..esam import ESAM
 from ..ksam import KSAM
 from ..periodic import PeriodicSAM
@@ -92,6 +92,7 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
         check_arg("dtype", dtype, get_device() != "cpu" or cast_dtype in (None, torch.bfloat16),
                   "None or 'bfloat16' on CPU (mmengine's CPU autocast)")
         check_arg("sync_ascent", sync_ascent, isinstance(sync_ascent, bool), "a bool")
+        check_clip_grad(clip_grad)
         core = self.core_class(None, base_optimizer=optimizer, **core_kwargs)
         super().__init__(core, clip_grad=clip_grad)
         #: autocast on exactly when AmpOptimWrapper's would be: dtype or loss_scale given
@@ -359,6 +360,17 @@ def take(data, indices):
         return {key: take(value, indices) for key, value in data.items()}
     raise TypeError("cannot select samples of batch data of type "
                     f"{type(data).__name__}; expected a tensor, a list, a tuple or a dict")
+
+
+def check_clip_grad(clip_grad):
+    """ValueError naming ``clip_grad`` unless it is None or mmengine's form with a clipping
+    threshold > 0: ``dict(max_norm=..., ...)`` or ``dict(type='value', clip_value=...)``."""
+    ok = clip_grad is None
+    if isinstance(clip_grad, dict) and clip_grad.get("type", "norm") in ("norm", "value"):
+        threshold = clip_grad.get("clip_value" if clip_grad.get("type") == "value" else "max_norm")
+        ok = is_number(threshold) and threshold > 0
+    check_arg("clip_grad", clip_grad, ok, "None, dict(max_norm=<number > 0>, ...) or "
+              "dict(type='value', clip_value=<number > 0>)")
 
 
 def _register(core_class):
