@@ -1,9 +1,11 @@
 """ESAM (esam.txt, Algorithm 1): Stochastic Weight Perturbation + Sharpness-sensitive Data Selection."""
 import contextlib
 import math
+from typing import Any, Iterator
 
 import torch
 
+from ._types import BaseOptimizer, Closure, Params
 from .engine import SharpnessAwareOptimizer, check_arg
 
 #: ESAM's ascent radius: the official code's ρ/β, or ρ/√β from Eq. 6 read literally
@@ -36,8 +38,9 @@ class ESAM(SharpnessAwareOptimizer):
     Buffers: 1 weight-sized (the copy of w).
     """
 
-    def __init__(self, params, base_optimizer, rho=0.05, beta=0.6, gamma=0.5, radius="official",
-                 **kwargs):
+    def __init__(self, params: Params, base_optimizer: BaseOptimizer, rho: float = 0.05,
+                 beta: float = 0.6, gamma: float = 0.5, radius: str = "official",
+                 **kwargs: Any) -> None:
         check_arg("beta", beta, isinstance(beta, (int, float)) and 0 < beta <= 1, "in (0, 1]")
         check_arg("gamma", gamma, isinstance(gamma, (int, float)) and 0 <= gamma <= 1,
                   "in [0, 1]")
@@ -47,10 +50,10 @@ class ESAM(SharpnessAwareOptimizer):
         self._swp_mask = None  # (generator state before the draw, tensors turned off)
 
     @property
-    def needs_per_sample_losses(self):
+    def needs_per_sample_losses(self) -> bool:  # type: ignore[override]
         return self.gamma < 1
 
-    def compute_gradient(self, closure):
+    def compute_gradient(self, closure: Closure) -> torch.Tensor:
         try:
             loss = super().compute_gradient(closure)
         except BaseException:
@@ -59,7 +62,7 @@ class ESAM(SharpnessAwareOptimizer):
         self._swp_mask = None
         return loss
 
-    def _gradient(self, closure):
+    def _gradient(self, closure: Closure) -> torch.Tensor:
         select = self.gamma < 1
         with self._swp():
             loss_w = self._pass(closure, per_sample=select, ascent=True)
@@ -78,7 +81,7 @@ class ESAM(SharpnessAwareOptimizer):
         self._restore()
         return loss_w.mean()
 
-    def draw_swp_mask(self):
+    def draw_swp_mask(self) -> None:
         """Draw the coming step's SWP selection (Eq. 6) now and turn ``requires_grad`` off for the
         tensors not chosen (Bernoulli(β) each, at least one chosen).
 
@@ -103,7 +106,7 @@ class ESAM(SharpnessAwareOptimizer):
             p.requires_grad_(False)
         self._swp_mask = (state, off)
 
-    def cancel_swp_mask(self):
+    def cancel_swp_mask(self) -> None:
         """Undo a pending :meth:`draw_swp_mask`: flags back on, the generator rewound."""
         if self._swp_mask is not None:
             state = self._swp_mask[0]
@@ -111,14 +114,14 @@ class ESAM(SharpnessAwareOptimizer):
             self._swp_mask = None
             self.generator.set_state(state)
 
-    def _flags_back_on(self):
+    def _flags_back_on(self) -> None:
         state, off = self._swp_mask
         for p in off:
             p.requires_grad_(True)
         self._swp_mask = (state, [])  # the draw stays undoable until the step has succeeded
 
     @contextlib.contextmanager
-    def _swp(self):
+    def _swp(self) -> Iterator[None]:
         """The ascent pass under the SWP selection: the pending one or one drawn now."""
         if self._swp_mask is None:
             self.draw_swp_mask()

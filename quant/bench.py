@@ -7,7 +7,7 @@ optimizer the same checkpoint converted with ``quantize_model`` (W4A4, first/las
 fine-tuned with step sizes out of the ascent, the optimizers' runs interleaved step by step.
 Prints a markdown table: test accuracy, training
 images/s (optimizer steps only) and their ratio to LSQ+SAM measured in the same run, and the
-fraction of steps that computed a SAM gradient.
+fraction of steps that computed a SAM gradient. A progress bar runs on stderr.
 """
 import argparse
 import copy

@@ -11,9 +11,10 @@ ResNet-18 SimpleBaseline at ``--width`` base channels (64 is the configs' own; n
 few minutes of CPU). Every optimizer takes ``--iters`` steps with ``model.train_step`` (the
 wrappers' real path), interleaved step by step so that a shared machine's load weighs on all
 alike; iteration-based schedulers step, epoch-based ones are left out of the short run; vSAM and
-ARSAM start sampling after ``--start-iter`` steps (vSAM's window N is ``--window``). Then each model is evaluated by the config's
-own val loop (IoUMetric, CocoMetric). Prints a markdown table per task: the metric, training
-images/s (train_step only), both as ratios to SAM, and the fraction of steps with a SAM gradient.
+ARSAM start sampling after ``--start-iter`` steps (vSAM's window N is ``--window``). Then each
+model is evaluated by the config's own val loop (IoUMetric, CocoMetric). A progress bar runs on
+stderr. Prints a markdown table per task: the metric, training images/s (train_step only), both
+as ratios to SAM, and the fraction of steps with a SAM gradient.
 """
 import argparse
 import os.path as osp
