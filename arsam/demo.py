@@ -8,7 +8,9 @@ setting of ``arsam-bench accuracy`` where SAM clearly beats SGD: SmallCNN (width
 For each seed SGD, SAM and ARSAM train from the same initialization on the same batches,
 interleaved step by step so that a busy machine slows all three alike. Printed: test accuracy
 (mean ± std over the seeds), SAM gradients per step (ARSAM's 3 warm-up epochs of SAM included),
-and the speed relative to SAM (time of the optimizer steps, median over the seeds).
+and the speed relative to SAM (time of the optimizer steps, median over the seeds), then one
+line on what they show. A progress bar runs on stderr. Runs on one CPU thread by default: this
+small network gains nothing from more, and a shared machine loses much (``--threads``).
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from .nets import SmallCNN
 from .progress import Progress
 
 METHODS = ("SGD", "SAM", "ARSAM")
-SETTING = dict(batch_size=32, lr=0.05, rho=0.3, width=64)
+BATCH_SIZE, LR, RHO, WIDTH = 32, 0.05, 0.3, 64  # arsam-bench accuracy's digits setting
 
 
 def training(model: torch.nn.Module, opt: torch.optim.Optimizer, data: Sequence[torch.Tensor],
@@ -57,7 +59,8 @@ def training(model: torch.nn.Module, opt: torch.optim.Optimizer, data: Sequence[
                   steps=steps)
 
 
-def interleave(runs: Iterable[Iterator[None]], on_step: Callable[[], None] = lambda: None):
+def interleave(runs: Iterable[Iterator[None]],
+               on_step: Callable[[], None] = lambda: None) -> None:
     """Advance the ``training`` generators in turn, one step each, to their end: a shared
     machine's load then weighs on every run alike, so their speed ratios hold within one run.
     ``on_step`` is called after each round."""
@@ -75,19 +78,18 @@ def run(seeds: int = 3, epochs: int = 30, noise: float = 0.6, device: Optional[s
     if train_subset is not None:
         data = (data[0][:train_subset], data[1][:train_subset]) + tuple(data[2:])
     data = [t.to(device) for t in data]
-    batch_size = SETTING["batch_size"]
-    per_epoch = len(data[1]) // batch_size
+    per_epoch = len(data[1]) // BATCH_SIZE
     results: Dict[str, List[dict]] = {name: [] for name in METHODS}
     with Progress(seeds * epochs * per_epoch, "demo") as bar:
         for seed in range(seeds):
             runs = []
             for name in METHODS:
                 torch.manual_seed(seed)  # the same initialization for every method
-                model = SmallCNN(10, in_channels=1, width=SETTING["width"]).to(device)
-                opt = build_optimizer(name, model, lr=SETTING["lr"], rho=SETTING["rho"],
-                                      steps_per_epoch=per_epoch, total_steps=epochs * per_epoch)
+                model = SmallCNN(10, in_channels=1, width=WIDTH).to(device)
+                opt = build_optimizer(name, model, lr=LR, rho=RHO, steps_per_epoch=per_epoch,
+                                      total_steps=epochs * per_epoch)
                 results[name].append({})
-                runs.append(training(model, opt, data, epochs, batch_size, seed,
+                runs.append(training(model, opt, data, epochs, BATCH_SIZE, seed,
                                      results[name][-1]))
             interleave(runs, lambda: bar.update(note=f"seed {seed + 1}/{seeds}"))
     return summarize(results)
@@ -158,7 +160,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[dict]:
     device = pick_device(args.device)
     train = args.train_subset or len(load_digits_split()[1])
     print(f"digits, {args.noise:.0%} of the {train} training labels wrong; SmallCNN (width "
-          f"{SETTING['width']}), batch {SETTING['batch_size']}, {args.epochs} epochs, "
+          f"{WIDTH}), batch {BATCH_SIZE}, {args.epochs} epochs, "
           f"{args.seeds} seeds; {device.type}, {torch.get_num_threads()} thread(s)", flush=True)
     rows = run(args.seeds, args.epochs, args.noise, device.type, args.train_subset)
     print(table(rows))
