@@ -1,7 +1,7 @@
 """Train a classifier with ARSAM in plain PyTorch: data, model, closure, scheduler, checkpoints
 and resume.
 
-    python docs/examples/train_arsam.py                       # ~1 min on one CPU core
+    python docs/examples/train_arsam.py                       # ~15 s on one CPU core
     python docs/examples/train_arsam.py --resume              # continue from the last checkpoint
     python docs/examples/train_arsam.py --resume work_dirs/train_arsam/epoch_10.pth
 
