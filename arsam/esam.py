@@ -5,7 +5,7 @@ from typing import Any, Iterator
 
 import torch
 
-from ._types import BaseOptimizer, Closure, Params
+from ._types import BaseOptimizer, Params
 from .engine import SharpnessAwareOptimizer, check_arg
 
 #: ESAM's ascent radius: the official code's ρ/β, or ρ/√β from Eq. 6 read literally
@@ -53,7 +53,7 @@ class ESAM(SharpnessAwareOptimizer):
     def needs_per_sample_losses(self) -> bool:  # type: ignore[override]
         return self.gamma < 1
 
-    def compute_gradient(self, closure: Closure) -> torch.Tensor:
+    def compute_gradient(self, closure):
         try:
             loss = super().compute_gradient(closure)
         except BaseException:
@@ -62,7 +62,7 @@ class ESAM(SharpnessAwareOptimizer):
         self._swp_mask = None
         return loss
 
-    def _gradient(self, closure: Closure) -> torch.Tensor:
+    def _gradient(self, closure):
         select = self.gamma < 1
         with self._swp():
             loss_w = self._pass(closure, per_sample=select, ascent=True)
