@@ -1,9 +1,9 @@
 """``python -m arsam``: the version, the environment and what arsam registers.
 
-Prints arsam's version (and where it is imported from), Python's, those of torch, torchvision, mmengine, mmcv, mmseg, mmpose and
-mmpretrain (read from their installed metadata, nothing imported), the device training would
-use, the optimizers (``arsam.OPTIMIZERS``), ARSAM's schedules and the mmengine optim wrappers
-registered by ``import arsam``.
+Prints arsam's version (and where it is imported from), Python's, those of torch, torchvision,
+mmengine, mmcv, mmseg, mmpose and mmpretrain (read from their installed metadata, nothing
+imported), the device training would use, the optimizers (``arsam.OPTIMIZERS``), ARSAM's
+schedules and the mmengine optim wrappers registered by ``import arsam``.
 """
 from __future__ import annotations
 

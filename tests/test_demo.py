@@ -107,7 +107,7 @@ def test_demo_runs_shortened_and_counts_sam_gradients(capsys):
     assert lines[1:5] == demo.table(rows).splitlines() and lines[5] == demo.conclusion(rows)
     sgd, sam, ours = rows
     assert sgd["sam_gradients_per_step"] == 0.0 and sam["sam_gradients_per_step"] == 1.0
-    assert 12 / 16 <= ours["sam_gradients_per_step"] < 1.0  # 3 warm-up epochs of 4 steps, then reuse
+    assert 12 / 16 <= ours["sam_gradients_per_step"] < 1.0  # 3 warm-up epochs of 4 steps
     assert sgd["speed_vs_sam"] > 1.0 and sam["speed_vs_sam"] == 1.0
     bar = err.splitlines()  # 2 seeds x 4 epochs x 4 steps = 32 rounds: a line per tenth
     assert len(bar) == 10 and bar[-1].startswith("demo [########################] 100% 32/32 ")
