@@ -1,5 +1,6 @@
 """arsam: SAM, ESAM, K-SAM, PeriodicSAM, LookSAM and ARSAM/vSAM for PyTorch, with mmengine
-wrappers."""
+wrappers. ``python -m arsam`` prints the version, the environment and what is registered."""
+import importlib.metadata
 import importlib.util
 
 from .engine import SharpnessAwareOptimizer, frozen_bn_stats
@@ -11,13 +12,18 @@ from .reuse import ARSAM, VSAM
 from .sam import SAM
 from .schedules import FixedSchedule, MatchedSchedule, Schedule, VSAMSchedule
 
+try:
+    __version__ = importlib.metadata.version("arsam")  # pyproject.toml's, as installed
+except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path, never installed
+    __version__ = "0+unknown"
+
 #: every optimizer by name; VSAM is ARSAM under the name of the conference paper (vsam.txt)
 OPTIMIZERS = dict(SAM=SAM, ESAM=ESAM, KSAM=KSAM, PeriodicSAM=PeriodicSAM, LookSAM=LookSAM,
                   VSAM=VSAM, ARSAM=ARSAM)
 
-__all__ = ["SharpnessAwareOptimizer", "frozen_bn_stats", "SAM", "ESAM", "KSAM", "PeriodicSAM",
-           "LookSAM", "VSAM", "ARSAM", "Schedule", "MatchedSchedule", "VSAMSchedule", "FixedSchedule",
-           "OPTIMIZERS"]
+__all__ = ["__version__", "SharpnessAwareOptimizer", "frozen_bn_stats", "SAM", "ESAM", "KSAM",
+           "PeriodicSAM", "LookSAM", "VSAM", "ARSAM", "Schedule", "MatchedSchedule", "VSAMSchedule",
+           "FixedSchedule", "OPTIMIZERS"]
 
 if importlib.util.find_spec("mmengine") is not None:  # registers the optim wrappers
     from .mmlab import wrappers  # noqa: F401

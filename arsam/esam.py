@@ -1,9 +1,11 @@
 """ESAM (esam.txt, Algorithm 1): Stochastic Weight Perturbation + Sharpness-sensitive Data Selection."""
 import contextlib
 import math
+from typing import Any, Iterator
 
 import torch
 
+from ._types import BaseOptimizer, Params
 from .engine import SharpnessAwareOptimizer, check_arg
 
 #: ESAM's ascent radius: the official code's ρ/β, or ρ/√β from Eq. 6 read literally
@@ -36,8 +38,9 @@ class ESAM(SharpnessAwareOptimizer):
     Buffers: 1 weight-sized (the copy of w).
     """
 
-    def __init__(self, params, base_optimizer, rho=0.05, beta=0.6, gamma=0.5, radius="official",
-                 **kwargs):
+    def __init__(self, params: Params, base_optimizer: BaseOptimizer, rho: float = 0.05,
+                 beta: float = 0.6, gamma: float = 0.5, radius: str = "official",
+                 **kwargs: Any) -> None:
         check_arg("beta", beta, isinstance(beta, (int, float)) and 0 < beta <= 1, "in (0, 1]")
         check_arg("gamma", gamma, isinstance(gamma, (int, float)) and 0 <= gamma <= 1,
                   "in [0, 1]")
@@ -47,7 +50,7 @@ class ESAM(SharpnessAwareOptimizer):
         self._swp_mask = None  # (generator state before the draw, tensors turned off)
 
     @property
-    def needs_per_sample_losses(self):
+    def needs_per_sample_losses(self) -> bool:  # type: ignore[override]
         return self.gamma < 1
 
     def compute_gradient(self, closure):
@@ -79,7 +82,7 @@ class ESAM(SharpnessAwareOptimizer):
         self._restore()
         return loss_w.mean()
 
-    def draw_swp_mask(self):
+    def draw_swp_mask(self) -> None:
         """Draw the coming step's SWP selection (Eq. 6) now and turn ``requires_grad`` off for the
         tensors not chosen (Bernoulli(β) each, at least one chosen).
 
@@ -104,7 +107,7 @@ class ESAM(SharpnessAwareOptimizer):
             p.requires_grad_(False)
         self._swp_mask = (state, off)
 
-    def cancel_swp_mask(self):
+    def cancel_swp_mask(self) -> None:
         """Undo a pending :meth:`draw_swp_mask`: flags back on, the generator rewound."""
         if self._swp_mask is not None:
             state = self._swp_mask[0]
@@ -112,14 +115,14 @@ class ESAM(SharpnessAwareOptimizer):
             self._swp_mask = None
             self.generator.set_state(state)
 
-    def _flags_back_on(self):
+    def _flags_back_on(self) -> None:
         state, off = self._swp_mask
         for p in off:
             p.requires_grad_(True)
         self._swp_mask = (state, [])  # the draw stays undoable until the step has succeeded
 
     @contextlib.contextmanager
-    def _swp(self):
+    def _swp(self) -> Iterator[None]:
         """The ascent pass under the SWP selection: the pending one or one drawn now."""
         if self._swp_mask is None:
             self.draw_swp_mask()

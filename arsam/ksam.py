@@ -1,4 +1,9 @@
 """K-SAM (ksam.txt, Algorithm 1): SAM's two gradients on the top-k loss samples only."""
+from typing import Any, Optional, Union
+
+import torch
+
+from ._types import BaseOptimizer, Closure, Params
 from .engine import SharpnessAwareOptimizer, check_arg, check_fraction_or_count, subset_size
 
 
@@ -27,8 +32,9 @@ class KSAM(SharpnessAwareOptimizer):
     #: runs it itself (mmengine's train_step) runs it without building a graph
     first_pass_backward = False
 
-    def __init__(self, params, base_optimizer, rho=0.05, k1=0.125, k2=0.5, k2_halve_at=None,
-                 **kwargs):
+    def __init__(self, params: Params, base_optimizer: BaseOptimizer, rho: float = 0.05,
+                 k1: Union[int, float] = 0.125, k2: Union[int, float] = 0.5,
+                 k2_halve_at: Optional[Union[int, float]] = None, **kwargs: Any) -> None:
         check_fraction_or_count("k1", k1)
         check_fraction_or_count("k2", k2)
         step = isinstance(k2_halve_at, int) and not isinstance(k2_halve_at, bool)
@@ -38,7 +44,7 @@ class KSAM(SharpnessAwareOptimizer):
         super().__init__(params, base_optimizer, rho, **kwargs)
         self.k1, self.k2, self.k2_halve_at = k1, k2, k2_halve_at
 
-    def _gradient(self, closure):
+    def _gradient(self, closure: Closure) -> torch.Tensor:
         halved = self._k2_halved()  # before any pass: a fraction needs the run's length
         losses = self._pass(closure, backward=False, per_sample=True)  # l = L_B(w)
         n = len(losses)
@@ -53,7 +59,7 @@ class KSAM(SharpnessAwareOptimizer):
         self._restore()
         return losses.mean()
 
-    def _k2_halved(self):
+    def _k2_halved(self) -> bool:
         """K-SAM*: whether this step (``iteration``, 0-based) uses K2/2."""
         at = self.k2_halve_at
         if at is None:

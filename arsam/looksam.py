@@ -1,6 +1,9 @@
 """LookSAM (Liu et al., CVPR 2022, "Towards Efficient and Scalable Sharpness-Aware Minimization")."""
+from typing import Any
+
 import torch
 
+from ._types import BaseOptimizer, Closure, Params
 from .engine import SharpnessAwareOptimizer, check_arg, tensors_dot, tensors_norm
 
 
@@ -20,14 +23,15 @@ class LookSAM(SharpnessAwareOptimizer):
 
     persistent = ("g_v",)
 
-    def __init__(self, params, base_optimizer, rho=0.05, k=5, alpha=0.7, **kwargs):
+    def __init__(self, params: Params, base_optimizer: BaseOptimizer, rho: float = 0.05,
+                 k: int = 5, alpha: float = 0.7, **kwargs: Any) -> None:
         check_arg("k", k, isinstance(k, int) and not isinstance(k, bool) and k >= 1, "an int >= 1")
         check_arg("alpha", alpha, isinstance(alpha, (int, float)) and not isinstance(alpha, bool)
                   and alpha >= 0, "a number >= 0")
         super().__init__(params, base_optimizer, rho, **kwargs)
         self.k, self.alpha = k, alpha
 
-    def _gradient(self, closure):
+    def _gradient(self, closure: Closure) -> torch.Tensor:
         sampled = self.iteration % self.k == 0
         self.stats.update(sampled=sampled, sampling_rate=1.0 / self.k)
         loss = self._pass(closure)                       # g = ∇L(w)

@@ -8,9 +8,11 @@ Every step computes g_SGD = ∇L(w). On a sampled step the SAM gradient g_SAM = 
 last sampled step). When to sample and the weight c are the schedule's (schedules.py).
 """
 import inspect
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 
+from ._types import BaseOptimizer, Closure, Params
 from .engine import SharpnessAwareOptimizer, check_arg, tensors_dot, tensors_norm
 from .schedules import SCHEDULES, Sample, Schedule
 
@@ -40,8 +42,10 @@ class ARSAM(SharpnessAwareOptimizer):
 
     persistent = ("psf",)
 
-    def __init__(self, params, base_optimizer, rho=0.05, schedule="matched", *, warmup_epochs=3,
-                 start_iter=None, norm_params=10, **kwargs):
+    def __init__(self, params: Params, base_optimizer: BaseOptimizer, rho: float = 0.05,
+                 schedule: Union[str, Schedule] = "matched", *, warmup_epochs: float = 3,
+                 start_iter: Optional[int] = None,
+                 norm_params: Optional[Union[int, Sequence[str]]] = 10, **kwargs: Any) -> None:
         self.schedule = build_schedule(schedule, kwargs)
         check_arg("warmup_epochs", warmup_epochs, isinstance(warmup_epochs, (int, float))
                   and not isinstance(warmup_epochs, bool) and warmup_epochs >= 0, "a number >= 0")
@@ -59,7 +63,7 @@ class ARSAM(SharpnessAwareOptimizer):
         self.psf_norm = None      # ‖PSF_{i*}‖ on the measured tensors
 
     # ----------------------------------------------------------------------------- Algorithm 1
-    def _gradient(self, closure):
+    def _gradient(self, closure: Closure) -> torch.Tensor:
         i = self.iteration + 1
         if isinstance(self.norm_params, (tuple, list)) and self.model is None:
             raise ValueError("norm_params given as parameter-name prefixes needs the model "
@@ -88,7 +92,8 @@ class ARSAM(SharpnessAwareOptimizer):
                           sampling_rate=1.0 if warmup else self.schedule.rate)
         return loss.mean()
 
-    def _store_psf(self, i, params, g_sgd, scale):
+    def _store_psf(self, i: int, params: List[torch.Tensor], g_sgd: List[torch.Tensor],
+                   scale: float) -> bool:
         """PSF = g_SAM - g_SGD, formed in g_SGD's memory, unscaled; the schedule observes it and
         the stored PSF becomes (1-λ)·stored + λ·PSF. Returns False for a non-finite PSF (an
         overflowed loss-scaled step, which the scaler skips: nothing is stored)."""
@@ -119,7 +124,7 @@ class ARSAM(SharpnessAwareOptimizer):
         return True
 
     # ----------------------------------------------------------------------------- settings
-    def warmup_steps(self):
+    def warmup_steps(self) -> int:
         """Steps of plain SAM before the schedule starts (vsam.txt's I_start)."""
         if self.start_iter is not None:
             return self.start_iter
@@ -139,7 +144,7 @@ class ARSAM(SharpnessAwareOptimizer):
                 "train loop counts as a single epoch)")
         return steps
 
-    def _measured(self, params):
+    def _measured(self, params: List[torch.Tensor]) -> List[int]:
         """Indices into ``params`` (the tensors with a gradient) of the schedule's tensors."""
         perturbed = {p for g in self.param_groups if g["rho"] for p in g["params"]}
         if isinstance(self.norm_params, (tuple, list)):
@@ -159,11 +164,11 @@ class ARSAM(SharpnessAwareOptimizer):
         return [index[p] for p in chosen if p in index]
 
     # ----------------------------------------------------------------------------- state
-    def _extra_state(self):
+    def _extra_state(self) -> Dict[str, Any]:
         return dict(schedule=self.schedule.state_dict(), last_sampled=self.last_sampled,
                     psf_norm=self.psf_norm)
 
-    def _load_extra_state(self, state):
+    def _load_extra_state(self, state: Dict[str, Any]) -> None:
         self.schedule.load_state_dict(state["schedule"])
         self.last_sampled, self.psf_norm = state["last_sampled"], state["psf_norm"]
 
@@ -172,7 +177,7 @@ class ARSAM(SharpnessAwareOptimizer):
 VSAM = ARSAM
 
 
-def build_schedule(schedule, kwargs):
+def build_schedule(schedule: Union[str, Schedule], kwargs: Dict[str, Any]) -> Schedule:
     """The schedule named ``schedule`` built with its arguments taken out of ``kwargs``, or
     ``schedule`` itself when it is a schedule object."""
     if isinstance(schedule, Schedule):

@@ -1,4 +1,7 @@
 """SAM (Foret et al., 2021) and ASAM (Kwon et al., 2021), in the form of davda54/sam."""
+import torch
+
+from ._types import Closure
 from .engine import SharpnessAwareOptimizer
 
 
@@ -11,7 +14,7 @@ class SAM(SharpnessAwareOptimizer):
     Buffers: 1 weight-sized (the copy of w while perturbed).
     """
 
-    def _gradient(self, closure):
+    def _gradient(self, closure: Closure) -> torch.Tensor:
         loss = self._pass(closure, ascent=True)  # g at w, only for ε
         self._perturb()
         self._pass(closure)                      # ∇L(w + ε): the update gradient

@@ -14,24 +14,25 @@ step changes nothing. ``rate`` is the current sampling rate; all state is in ``s
 """
 import collections
 import math
+from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence
 
 import torch
 
 from .engine import check_arg
 
 
-def _number(name, value, ok, accepted):
+def _number(name: str, value: Any, ok: Callable[[float], bool], accepted: str) -> None:
     check_arg(name, value, isinstance(value, (int, float)) and not isinstance(value, bool)
               and ok(value), accepted)
 
 
-def _reuse_steps(value):
+def _reuse_steps(value: Any) -> None:
     check_arg("reuse_steps", value, value is None or (
         isinstance(value, int) and not isinstance(value, bool) and value >= 0),
         "None or an int >= 0")
 
 
-def slice_variance(norms, slices):
+def slice_variance(norms: Sequence[float], slices: int) -> float:
     """Eq. 8: sort the PSF norms, cut them into M slices, average the variances of the slices
     (sample variances, as the official code's ``torch.var``; a one-value slice counts 0)."""
     ordered = torch.tensor(sorted(norms), dtype=torch.float64)
@@ -39,50 +40,55 @@ def slice_variance(norms, slices):
     return sum(part.var().item() if len(part) > 1 else 0.0 for part in parts) / slices
 
 
-def mean_change_rate(values):
+def mean_change_rate(values: Sequence[float]) -> float:
     """Eqs. 9-10 and 12-13: the mean of (x_i - x_{i-1}) / x_{i-1} over consecutive values, the
     N-1 rates of N values; rates with a zero predecessor are undefined and left out."""
     rates = [(new - old) / old for old, new in zip(values, list(values)[1:]) if old != 0]
     return sum(rates) / len(rates) if rates else 0.0
 
 
-#: What the optimizer measures at a sampled step, on the schedule's tensors (reuse.py):
-#: ``psf_norm``, ``sgd_norm``: ‖PSF‖ and ‖g_SGD‖ of this step (Eq. 11); ``dot``, ``stored_sq``:
-#: <PSF, stored PSF> and ‖stored PSF‖² (0 when none is stored yet); ``gap``: steps since the
-#: previous sample (None for the first).
-Sample = collections.namedtuple("Sample", "psf_norm sgd_norm dot stored_sq gap",
-                                defaults=(0.0, 0.0, None))
+class Sample(NamedTuple):
+    """What the optimizer measures at a sampled step, on the schedule's tensors (reuse.py):
+    ``psf_norm``, ``sgd_norm``: ‖PSF‖ and ‖g_SGD‖ of this step (Eq. 11); ``dot``, ``stored_sq``:
+    <PSF, stored PSF> and ‖stored PSF‖² (0 when none is stored yet); ``gap``: steps since the
+    previous sample (None for the first)."""
+
+    psf_norm: float
+    sgd_norm: float
+    dot: float = 0.0
+    stored_sq: float = 0.0
+    gap: Optional[int] = None
 
 
 class Schedule:
     """The interface (see the module docstring) and the state handling every schedule shares:
     ``_fields`` are plain attributes, ``_deques`` bounded deques."""
 
-    _fields = ()
-    _deques = ()
+    _fields: Sequence[str] = ()
+    _deques: Sequence[str] = ()
 
-    def decide(self, generator):
+    def decide(self, generator: torch.Generator) -> bool:
         raise NotImplementedError
 
-    def observe(self, sample):
+    def observe(self, sample: Sample) -> float:
         return 1.0
 
-    def advance(self, sampled):
+    def advance(self, sampled: bool) -> None:
         pass
 
-    def weight(self, k):
+    def weight(self, k: int) -> float:
         raise NotImplementedError
 
     @property
-    def rate(self):
+    def rate(self) -> float:
         raise NotImplementedError
 
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         state = {k: getattr(self, k) for k in self._fields}
         state.update({k: list(getattr(self, k)) for k in self._deques})
         return state
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
         for k in self._fields:
             setattr(self, k, state[k])
         for k in self._deques:
@@ -94,12 +100,12 @@ class DecayedReuse:
     """Eq. 17's reuse weight γ^k, cut to 0 after ``reuse_steps`` steps (the official code reuses
     while γ^k > γ^6, i.e. for 6 steps; None reuses until the next sample, as the paper's text)."""
 
-    def __init__(self, gamma, reuse_steps):
+    def __init__(self, gamma: float, reuse_steps: Optional[int]) -> None:
         _number("gamma", gamma, lambda g: 0 <= g <= 1, "in [0, 1]")
         _reuse_steps(reuse_steps)
         self.gamma, self.reuse_steps = gamma, reuse_steps
 
-    def weight(self, k):
+    def weight(self, k: int) -> float:
         return self.gamma ** k if self.reuse_steps is None or k <= self.reuse_steps else 0.0
 
 
@@ -129,8 +135,9 @@ class VSAMSchedule(DecayedReuse, Schedule):
     _fields = ("s", "taken", "position")
     _deques = ("norms", "variances", "ratios")
 
-    def __init__(self, alpha=0.1, gamma=0.7, window=50, slices=5, max_rate=0.8, init_samples=1.0,
-                 clamp=1.0, quota=True, reuse_steps=6):
+    def __init__(self, alpha: float = 0.1, gamma: float = 0.7, window: int = 50, slices: int = 5,
+                 max_rate: float = 0.8, init_samples: float = 1.0, clamp: Optional[float] = 1.0,
+                 quota: bool = True, reuse_steps: Optional[int] = 6) -> None:
         _number("alpha", alpha, lambda a: a >= 0, "a number >= 0")
         check_arg("window", window, isinstance(window, int) and window >= 2, "an int >= 2")
         check_arg("slices", slices, isinstance(slices, int) and 1 <= slices <= window,
@@ -154,10 +161,10 @@ class VSAMSchedule(DecayedReuse, Schedule):
         self.ratios = collections.deque(maxlen=window)     # r (Eq. 11) at the last N samples
 
     @property
-    def rate(self):
+    def rate(self) -> float:
         return self.s / self.window  # Eq. 15
 
-    def decide(self, generator):
+    def decide(self, generator: torch.Generator) -> bool:
         wanted = math.floor(self.s) if self.quota else self.cap
         if self.taken >= wanted:
             return False
@@ -165,7 +172,7 @@ class VSAMSchedule(DecayedReuse, Schedule):
             return True  # fill the quota
         return torch.rand((), generator=generator, dtype=torch.float64).item() < self.rate
 
-    def observe(self, sample):
+    def observe(self, sample: Sample) -> float:
         self.norms.append(sample.psf_norm)
         if len(self.norms) >= self.slices:
             self.variances.append(slice_variance(self.norms, self.slices))  # Eq. 8
@@ -173,7 +180,7 @@ class VSAMSchedule(DecayedReuse, Schedule):
             self.ratios.append(sample.psf_norm / sample.sgd_norm)           # Eq. 11
         return 1.0
 
-    def advance(self, sampled):
+    def advance(self, sampled: bool) -> None:
         self.taken += sampled
         self.position += 1
         if self.position == self.window:
@@ -183,7 +190,7 @@ class VSAMSchedule(DecayedReuse, Schedule):
             self.s = min(max(s, 1.0), float(self.cap))
             self.taken = self.position = 0
 
-    def _clamped(self, c):
+    def _clamped(self, c: float) -> float:
         return c if self.clamp is None else min(max(c, -self.clamp), self.clamp)
 
 
@@ -191,10 +198,10 @@ class EvenSpacing:
     """Deterministic, evenly spaced sampling at ``self.p``: a credit grows by p every step and a
     step is sampled when it reaches 1 (then 1 is paid); no random number is drawn."""
 
-    def decide(self, generator):
+    def decide(self, generator: torch.Generator) -> bool:
         return self.credit + self.p >= 1.0
 
-    def advance(self, sampled):
+    def advance(self, sampled: bool) -> None:
         self.credit += self.p - sampled
 
 
@@ -205,13 +212,14 @@ class FixedSchedule(EvenSpacing, DecayedReuse, Schedule):
 
     _fields = ("credit",)
 
-    def __init__(self, rate=0.2, gamma=1.0, reuse_steps=None):
+    def __init__(self, rate: float = 0.2, gamma: float = 1.0,
+                 reuse_steps: Optional[int] = None) -> None:
         _number("rate", rate, lambda r: 0 < r <= 1, "in (0, 1]")
         super().__init__(gamma, reuse_steps)
         self.p, self.credit = float(rate), 0.0
 
     @property
-    def rate(self):
+    def rate(self) -> float:
         return self.p
 
 
@@ -241,8 +249,9 @@ class MatchedSchedule(EvenSpacing, DecayedReuse, Schedule):
 
     _fields = ("credit", "p", "d_mean", "sgd_sq_mean")
 
-    def __init__(self, kappa=1.5, min_rate=0.02, max_rate=0.5, smooth=0.2, gamma=1.0,
-                 reuse_steps=None):
+    def __init__(self, kappa: float = 1.5, min_rate: float = 0.02, max_rate: float = 0.5,
+                 smooth: float = 0.2, gamma: float = 1.0,
+                 reuse_steps: Optional[int] = None) -> None:
         _number("kappa", kappa, lambda k: k > 0, "a number > 0")
         _number("max_rate", max_rate, lambda m: 0 < m <= 1, "in (0, 1]")
         _number("min_rate", min_rate, lambda m: 0 < m <= max_rate, f"in (0, max_rate={max_rate}]")
@@ -253,13 +262,13 @@ class MatchedSchedule(EvenSpacing, DecayedReuse, Schedule):
         self.d_mean = self.sgd_sq_mean = None  # EMAs of D and σ²
 
     @property
-    def rate(self):
+    def rate(self) -> float:
         return self.p
 
-    def decide(self, generator):
+    def decide(self, generator: torch.Generator) -> bool:
         return self.d_mean is None or super().decide(generator)
 
-    def observe(self, sample):
+    def observe(self, sample: Sample) -> float:
         d = sample.psf_norm ** 2 + sample.stored_sq - 2.0 * sample.dot
         if not sample.stored_sq:
             d = 2.0 * sample.psf_norm ** 2  # nothing stored yet: as if uncorrelated

@@ -7,11 +7,10 @@ optimizer the same checkpoint converted with ``quantize_model`` (W4A4, first/las
 fine-tuned with step sizes out of the ascent, the optimizers' runs interleaved step by step.
 Prints a markdown table: test accuracy, training
 images/s (optimizer steps only) and their ratio to LSQ+SAM measured in the same run, and the
-fraction of steps that computed a SAM gradient.
+fraction of steps that computed a SAM gradient. A progress bar runs on stderr.
 """
 import argparse
 import copy
-import itertools
 
 import torch
 
@@ -19,6 +18,7 @@ import arsam
 from arsam import demo
 from arsam.digits import load_digits_split
 from arsam.nets import SmallCNN
+from arsam.progress import Progress
 
 from .convert import quantize_model
 from .optim import lsq_param_groups
@@ -41,13 +41,6 @@ def training(model, name, data, epochs, lr, batch_size, seed, result):
     result["sam_steps"] = result["sam_gradients"] / result["steps"]
 
 
-def run(runs):
-    """Advance the ``training`` generators in turn, one step each: a shared machine's load
-    then weighs on every optimizer alike, so their speed ratios hold within one run."""
-    for _ in itertools.zip_longest(*runs):
-        pass
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--optimizers", nargs="+", default=["SGD", "SAM", "VSAM", "ARSAM"],
@@ -60,16 +53,20 @@ def main(argv=None):
     args = parser.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     data = [t.to(device) for t in load_digits_split()]
-    torch.manual_seed(args.seed)
-    fp, fp_result = SmallCNN(width=args.width).to(device), {}
-    run([training(fp, "SGD", data, args.fp_epochs, 0.05, args.batch_size, args.seed, fp_result)])
-    rows, runs = {name: {} for name in args.optimizers}, []
-    for name in args.optimizers:
+    per_epoch = len(data[1]) // args.batch_size
+    with Progress((args.fp_epochs + args.epochs) * per_epoch, "quant.bench") as bar:
         torch.manual_seed(args.seed)
-        model = quantize_model(copy.deepcopy(fp))
-        runs.append(training(model, name, data, args.epochs, 0.01, args.batch_size, args.seed,
-                             rows[name]))
-    run(runs)
+        fp, fp_result = SmallCNN(width=args.width).to(device), {}
+        demo.interleave([training(fp, "SGD", data, args.fp_epochs, 0.05, args.batch_size,
+                                  args.seed, fp_result)],
+                        lambda: bar.update(note="full precision (SGD)"))
+        rows, runs = {name: {} for name in args.optimizers}, []
+        for name in args.optimizers:
+            torch.manual_seed(args.seed)
+            model = quantize_model(copy.deepcopy(fp))
+            runs.append(training(model, name, data, args.epochs, 0.01, args.batch_size,
+                                 args.seed, rows[name]))
+        demo.interleave(runs, lambda: bar.update(note="W4A4 fine-tuning, optimizers in turn"))
     reference = rows["SAM"]["images_per_s"] if "SAM" in rows else None
     print(f"device: {device}, threads: {torch.get_num_threads()}, SmallCNN width {args.width}, "
           f"{args.epochs} epochs of W4A4 fine-tuning after {args.fp_epochs} full-precision")

@@ -1,6 +1,7 @@
 """Converting a float model to LSQ quantization-aware training: :func:`quantize_model`."""
 import operator
 import warnings
+from typing import Optional, Sequence, Set
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +28,9 @@ SIGN_PRESERVING_FUNCTIONS = {torch.flatten, torch.reshape, F.max_pool2d, F.avg_p
 ALL_INPUTS = {operator.add, operator.iadd, torch.cat}
 
 
-def quantize_model(model, w_bits=4, a_bits=4, first_last_bits=8, skip=(), per_channel=True):
+def quantize_model(model: nn.Module, w_bits: int = 4, a_bits: int = 4,
+                   first_last_bits: Optional[int] = 8, skip: Sequence[str] = (),
+                   per_channel: bool = True) -> nn.Module:
     """Swap every ``nn.Conv2d`` and ``nn.Linear`` of ``model`` for its LSQ version, in place.
 
     Each quantized layer quantizes its weight (signed; one step per output channel unless
@@ -77,7 +80,7 @@ def quantize_model(model, w_bits=4, a_bits=4, first_last_bits=8, skip=(), per_ch
     return model
 
 
-def nonnegative_inputs(model, names):
+def nonnegative_inputs(model: nn.Module, names: Sequence[str]) -> Set[str]:
     """The names among ``names`` whose input the fx graph of ``model`` proves non-negative."""
     try:
         graph = fx.symbolic_trace(model).graph

@@ -9,6 +9,8 @@ the reference: integer input codes x̄ and weight codes w̄ accumulated in int64
 which is the fake-quant forward (x̄·s_x) ⊛ (w̄·s_w) + b up to floating-point rounding. The rest of
 the model (BatchNorm, full-precision layers) is in its usual ``state_dict``.
 """
+from typing import Any, Dict
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,7 +19,7 @@ from .layers import QuantizedLayer
 from .lsq import codes, grid
 
 
-def export_quantized(model):
+def export_quantized(model: nn.Module) -> Dict[str, Dict[str, Any]]:
     """``{layer name: entry}`` for every quantized layer of ``model`` (CPU tensors; saves with
     ``torch.save`` and loads with ``weights_only=True``). An entry holds ``kind`` ('conv2d' or
     'linear'), ``weight_codes`` (int8), ``weight_step`` (per output channel or one),
@@ -47,7 +49,7 @@ def export_quantized(model):
     return exported
 
 
-def integer_forward(entry, x):
+def integer_forward(entry: Dict[str, Any], x: torch.Tensor) -> torch.Tensor:
     """The layer of an exported ``entry`` applied to x in integer arithmetic (on the CPU)."""
     x_codes = codes(x.detach().cpu(), entry["input_step"], *grid(entry["input_bits"],
                                                                entry["input_signed"]))

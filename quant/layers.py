@@ -4,6 +4,7 @@ They are the torch layers themselves with two quantizers attached (``weight_quan
 ``input_quantizer``), so parameters, hooks and state_dict keys of the original layer stay; the
 forward runs the same operation on the fake-quantized operands.
 """
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -14,7 +15,8 @@ class QuantizedLayer:
     """Mixin: ``_op(x, w)`` is the layer's operation (bias included) on given operands."""
 
     @classmethod
-    def convert(cls, layer, w_bits, a_bits, a_signed, per_channel=True):
+    def convert(cls, layer: nn.Module, w_bits: int, a_bits: int, a_signed: bool,
+                per_channel: bool = True) -> nn.Module:
         """Turn ``layer`` (of the float class) into this class in place and return it.
 
         The weight quantizer is signed and initialized from the current weights now, so that its
@@ -28,7 +30,7 @@ class QuantizedLayer:
             layer.weight.device)
         return layer
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._op(self.input_quantizer(x), self.weight_quantizer(self.weight))
 
 

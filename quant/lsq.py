@@ -20,6 +20,7 @@ batch size), so g depends neither on the batch size nor on which subset of the b
 first data seen: s = 2·mean(|x|)/√Q_P.
 """
 import math
+from typing import Tuple
 
 import torch
 import torch.distributed as dist
@@ -30,18 +31,18 @@ from arsam.engine import check_arg
 BITS = (2, 8)
 
 
-def check_bits(name, bits):
+def check_bits(name: str, bits: int) -> None:
     """ValueError naming ``name`` unless ``bits`` is an int in [2, 8]."""
     check_arg(name, bits, isinstance(bits, int) and not isinstance(bits, bool)
               and BITS[0] <= bits <= BITS[1], f"an int in [{BITS[0]}, {BITS[1]}]")
 
 
-def grid(bits, signed):
+def grid(bits: int, signed: bool) -> Tuple[int, int]:
     """(Q_N, Q_P): the codes are the integers in [-Q_N, Q_P]."""
     return (2 ** (bits - 1), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
 
 
-def codes(x, step, q_n, q_p):
+def codes(x: torch.Tensor, step: torch.Tensor, q_n: int, q_p: int) -> torch.Tensor:
     """The integer codes ⌊clip(x/s, -Q_N, Q_P)⌉ (as floats); ``step`` broadcast against x."""
     return torch.clamp(torch.round(x / step), -q_n, q_p)
 
@@ -84,7 +85,8 @@ class LSQQuantizer(nn.Module):
     ranks so that every replica starts from the same one.
     """
 
-    def __init__(self, bits, signed, per_channel=False, activation=False):
+    def __init__(self, bits: int, signed: bool, per_channel: bool = False,
+                 activation: bool = False) -> None:
         super().__init__()
         check_bits("bits", bits)
         check_arg("signed", signed, isinstance(signed, bool), "a bool")
@@ -106,7 +108,7 @@ class LSQQuantizer(nn.Module):
         return self.step.reshape((-1,) + (1,) * (x.ndim - 1)), tuple(range(1, x.ndim))
 
     @torch.no_grad()
-    def initialize(self, x):
+    def initialize(self, x: torch.Tensor) -> None:
         """s = 2·mean(|x|)/√Q_P (per output channel when per_channel), at least 1e-8."""
         dims = tuple(range(1, x.ndim)) if self.per_channel else tuple(range(x.ndim))
         step = (2 * x.detach().abs().mean(dim=dims) / math.sqrt(self.q_p)).clamp_min(1e-8)
@@ -117,7 +119,7 @@ class LSQQuantizer(nn.Module):
         self.initialized.fill_(True)
         self._ready = True
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._ready:
             self.initialize(x)
         step, dims = self._view(x)
@@ -125,7 +127,7 @@ class LSQQuantizer(nn.Module):
         n = x[0].numel() if self.activation else x.numel() // self.step.numel()
         return _LSQ.apply(x, step, self.q_n, self.q_p, 1.0 / math.sqrt(n * self.q_p), dims)
 
-    def integer_codes(self, x):
+    def integer_codes(self, x: torch.Tensor) -> torch.Tensor:
         """The codes of x on this quantizer's grid, as int8 (b <= 8 bits fit)."""
         step, _ = self._view(x)
         return codes(x.detach(), step.detach(), self.q_n, self.q_p).to(torch.int8)

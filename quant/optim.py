@@ -10,13 +10,17 @@ mmengine configs get the same with
 ``paramwise_cfg=dict(custom_keys={'quantizer.step': dict(rho=0.0)})`` (mmengine's default optim
 wrapper constructor copies a custom key's settings into the parameter's group).
 """
+from typing import Any, Dict, List
+
+from torch import nn
+
 from .lsq import LSQQuantizer
 
 #: paramwise_cfg custom_keys that keep the step sizes out of the ascent (see module docstring)
 STEP_SIZE_KEYS = {"quantizer.step": dict(rho=0.0)}
 
 
-def lsq_param_groups(model, perturb_step_sizes=False):
+def lsq_param_groups(model: nn.Module, perturb_step_sizes: bool = False) -> List[Dict[str, Any]]:
     """Parameter groups of ``model`` for a sharpness-aware optimizer.
 
     ``perturb_step_sizes=False``: [weights and other parameters, LSQ step sizes with rho=0];

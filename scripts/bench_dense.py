@@ -11,17 +11,21 @@ ResNet-18 SimpleBaseline at ``--width`` base channels (64 is the configs' own; n
 few minutes of CPU). Every optimizer takes ``--iters`` steps with ``model.train_step`` (the
 wrappers' real path), interleaved step by step so that a shared machine's load weighs on all
 alike; iteration-based schedulers step, epoch-based ones are left out of the short run; vSAM and
-ARSAM start sampling after ``--start-iter`` steps. Then each model is evaluated by the config's
-own val loop (IoUMetric, CocoMetric). Prints a markdown table per task: the metric, training
-images/s (train_step only), both as ratios to SAM, and the fraction of steps with a SAM gradient.
+ARSAM start sampling after ``--start-iter`` steps (vSAM's window N is ``--window``). Then each
+model is evaluated by the config's own val loop (IoUMetric, CocoMetric). A progress bar runs on
+stderr. Prints a markdown table per task: the metric, training images/s (train_step only), both
+as ratios to SAM, and the fraction of steps with a SAM gradient.
 """
 import argparse
 import os.path as osp
+import sys
 import time
 
 import torch
 
 import arsam.mmlab  # noqa: F401  (first: mmcv._ext stand-in, wrappers)
+from arsam.demo import interleave
+from arsam.progress import Progress
 
 ROOT = osp.join(osp.dirname(osp.abspath(__file__)), "..", "configs")
 TASKS = dict(
@@ -59,7 +63,9 @@ def build(task, optim, args):
     for loader in (cfg.train_dataloader, cfg.val_dataloader):
         loader.update(num_workers=0, persistent_workers=False)
     if optim in ("vsam", "arsam"):
-        cfg.optim_wrapper.update(start_iter=args.start_iter, window=args.window)
+        cfg.optim_wrapper.start_iter = args.start_iter
+    if cfg.optim_wrapper.get("schedule") == "vsam":
+        cfg.optim_wrapper.window = args.window
     schedulers = [dict(s, end=min(s["end"], args.iters)) for s in cfg.param_scheduler
                   if s.get("by_epoch", True) is False]
     runner = Runner.from_cfg(cfg)
@@ -100,9 +106,10 @@ def bench(task, args):
     """Train the optimizers interleaved, then evaluate each; returns {optimizer: results}."""
     runners = {optim: build(task, optim, args) for optim in args.optimizers}
     results = {optim: {} for optim in args.optimizers}
-    active = [training(runners[o], args.iters, results[o]) for o in args.optimizers]
-    while active:  # one step of each in turn
-        active = [steps for steps in active if next(steps, StopIteration) is not StopIteration]
+    with Progress(args.iters, f"bench_dense {task}") as bar:
+        interleave([training(runners[o], args.iters, results[o]) for o in args.optimizers],
+                   lambda: bar.update(note="optimizers in turn"))
+    print(f"bench_dense {task}: evaluating", file=sys.stderr, flush=True)
     for optim, runner in runners.items():
         metrics = runner.build_val_loop(runner.cfg.val_cfg).run()
         results[optim]["metric"] = metrics[TASKS[task]["metric"]] * (100 if task == "pose" else 1)

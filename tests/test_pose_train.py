@@ -61,9 +61,10 @@ def test_configs_build(task):
         assert type(net) is TopdownPoseEstimator
 
 
-def tiny(optim, root, work_dir, validate=False, **wrapper):
-    """The offline config at 8 base channels, 16-channel deconvs, batch 4, 0 workers, 3 steps."""
-    cfg = Config.fromfile(config_path("res18_1xb32-30e_sticks-96x64", optim))
+def tiny(optim, root, work_dir, validate=False, config=None, **wrapper):
+    """The offline config (of ``optim``, or the file ``config``) at 8 base channels, 16-channel
+    deconvs, batch 4, 0 workers, 3 steps."""
+    cfg = Config.fromfile(config or config_path("res18_1xb32-30e_sticks-96x64", optim))
     cfg.work_dir = str(work_dir)
     cfg.experiment_name = uuid.uuid4().hex  # Runners of one name share logger and visualizer
     cfg.log_level = "WARNING"

@@ -63,9 +63,10 @@ def test_configs_build(model, data):
         assert type(net) is EncoderDecoder and net.backbone.depth == 18
 
 
-def tiny(optim, root, work_dir, iters=2, validate=False, **wrapper):
-    """The offline FCN config at 8 base channels, batch 4, 0 workers, data under ``root``."""
-    cfg = Config.fromfile(OFFLINE.format(optim))
+def tiny(optim, root, work_dir, iters=2, validate=False, config=None, **wrapper):
+    """The offline FCN config (of ``optim``, or the file ``config``) at 8 base channels, batch 4,
+    0 workers, data under ``root``."""
+    cfg = Config.fromfile(config or OFFLINE.format(optim))
     cfg.work_dir = str(work_dir)
     cfg.experiment_name = uuid.uuid4().hex  # Runners of one name share logger and visualizer
     cfg.log_level = "WARNING"

@@ -23,6 +23,7 @@ import contextlib
 import functools
 import inspect
 import math
+from typing import Any, Dict, Iterator, Optional, Union
 
 import torch
 from mmengine.device import get_device
@@ -71,8 +72,11 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
 
     core_class = None
 
-    def __init__(self, optimizer, accumulative_counts=1, clip_grad=None, dtype=None,
-                 loss_scale=None, sync_ascent=False, **core_kwargs):
+    def __init__(self, optimizer: torch.optim.Optimizer, accumulative_counts: int = 1,
+                 clip_grad: Optional[Dict[str, Any]] = None,
+                 dtype: Optional[Union[str, torch.dtype]] = None,
+                 loss_scale: Optional[Union[str, float, Dict[str, Any]]] = None,
+                 sync_ascent: bool = False, **core_kwargs: Any) -> None:
         name = type(self).__name__
         if self.core_class is None:
             raise TypeError(f"{name} has no core optimizer; use a registered wrapper: "
@@ -111,12 +115,12 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
         self._in_ascent = False
 
     @property
-    def loss_scaler(self):
+    def loss_scaler(self) -> Optional[torch.amp.GradScaler]:
         return self.optimizer.loss_scaler
 
     # ----------------------------------------------------------------------------- mmengine API
     @contextlib.contextmanager
-    def optim_context(self, model):
+    def optim_context(self, model: torch.nn.Module) -> Iterator[None]:
         """Record ``model``'s forward call, the core's first pass (run under autocast, and
         ``no_sync`` under DDP).
 
@@ -151,7 +155,8 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
         finally:
             handle.remove()
 
-    def update_params(self, loss, step_kwargs=None, zero_kwargs=None):
+    def update_params(self, loss: torch.Tensor, step_kwargs: Optional[Dict] = None,
+                      zero_kwargs: Optional[Dict] = None) -> None:
         """One sharpness-aware step; ``loss`` is the recorded forward's, reused as first pass."""
         calls, self._calls = self._calls, []
         first_losses, self._first_losses = self._first_losses, None
@@ -181,11 +186,11 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
         if core.steps_per_epoch is None and max_iters and max_epochs:
             core.steps_per_epoch = int(max_iters) // int(max_epochs)
 
-    def backward(self, loss, **kwargs):
+    def backward(self, loss: torch.Tensor, **kwargs: Any) -> None:
         raise RuntimeError(f"{type(self).__name__} runs every backward itself: call "
                            "update_params(loss) after the forward inside optim_context(model)")
 
-    def step(self, **kwargs):
+    def step(self, **kwargs: Any) -> None:
         """Clip the update gradient (unscaled) and step the base optimizer."""
         base, scaler = self.optimizer.base_optimizer, self.optimizer.loss_scaler
         if self.clip_grad_kwargs:
@@ -198,13 +203,13 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
             scaler.step(base, **kwargs)
             scaler.update(self._static_scale)
 
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         state = super().state_dict()
         if self.loss_scaler is not None:
             state["loss_scaler"] = self.loss_scaler.state_dict()
         return state
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         state_dict = dict(state_dict)
         scaler_state = state_dict.pop("loss_scaler", None)
         if scaler_state is not None and self.loss_scaler is not None:

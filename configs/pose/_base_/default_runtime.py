@@ -1,4 +1,5 @@
-# Copied unchanged from mmpose 1.3.2's configs/_base_/default_runtime.py
+# mmpose 1.3.2's configs/_base_/default_runtime.py, plus TensorBoard logging (as the
+# classification runtime): `tensorboard --logdir work_dirs`.
 default_scope = 'mmpose'
 
 # hooks
@@ -33,7 +34,7 @@ env_cfg = dict(
 # visualizer
 vis_backends = [
     dict(type='LocalVisBackend'),
-    # dict(type='TensorboardVisBackend'),
+    dict(type='TensorboardVisBackend'),
     # dict(type='WandbVisBackend'),
 ]
 visualizer = dict(
