@@ -17,7 +17,7 @@ try:
 except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path, never installed
     __version__ = "0+unknown"
 
-#: every optimizer by name; VSAM is ARSAM under the name of the conference paper (vsam.txt)
+#: every optimizer by name; VSAM is ARSAM under the name of its first paper (vsam.txt)
 OPTIMIZERS = dict(SAM=SAM, ESAM=ESAM, KSAM=KSAM, PeriodicSAM=PeriodicSAM, LookSAM=LookSAM,
                   VSAM=VSAM, ARSAM=ARSAM)
 

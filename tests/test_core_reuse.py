@@ -9,7 +9,8 @@ from torch import nn
 
 import arsam
 from arsam.reuse import build_schedule
-from arsam.schedules import FixedSchedule, Sample, VSAMSchedule, mean_change_rate, slice_variance
+from arsam.schedules import (FixedSchedule, MatchedSchedule, Sample, VSAMSchedule,
+                             mean_change_rate, slice_variance)
 
 TIGHT = dict(rtol=1e-12, atol=1e-12)
 
@@ -354,6 +355,7 @@ def test_fixed_schedule_samples_evenly_without_randomness():
 @pytest.mark.parametrize("make", [
     lambda: VSAMSchedule(window=4, slices=2, init_samples=2),
     lambda: FixedSchedule(rate=0.3),
+    lambda: MatchedSchedule(smooth=0.3),
 ])
 def test_schedule_state_round_trip(make):
     a = make()
@@ -363,6 +365,59 @@ def test_schedule_state_round_trip(make):
     b.load_state_dict(a.state_dict())
     assert b.state_dict() == a.state_dict()
     assert decisions(b, 9) == decisions(a, 9)
+
+
+# --------------------------------------------------------------------------- MatchedSchedule
+def test_matched_rate_follows_the_scripted_psfs():
+    """p = D̄/(2κ²σ̄²), D = ‖PSF‖² + ‖stored‖² - 2<PSF, stored>, σ² = ‖g_SGD‖², averaged with
+    weight 0.5, clipped to [min_rate, max_rate]."""
+    s = MatchedSchedule(kappa=1.0, min_rate=0.1, max_rate=0.5, smooth=0.5)
+    assert s.decide(None)  # nothing observed yet: sample
+    assert s.observe(Sample(1.0, 2.0)) == 1.0  # no PSF stored: D = 2·1, σ² = 4
+    assert (s.d_mean, s.sgd_sq_mean, s.rate) == (2.0, 4.0, 0.25)
+    s.observe(Sample(1.0, 2.0, dot=0.5, stored_sq=1.0))  # D = 1 + 1 - 1 = 1
+    assert (s.d_mean, s.sgd_sq_mean, s.rate) == (1.5, 4.0, 1.5 / 8)
+    s.observe(Sample(2.0, 1.0, dot=0.0, stored_sq=1.0))  # D = 5, σ² = 1
+    assert (s.d_mean, s.sgd_sq_mean) == (3.25, 2.5) and s.rate == 0.5  # 0.65, clipped
+    s.observe(Sample(0.1, 10.0, dot=0.01, stored_sq=0.01))  # D = 0, σ² = 100
+    assert s.d_mean == 1.625 and s.sgd_sq_mean == 51.25 and s.rate == 0.1  # 0.0159, clipped
+
+
+def test_matched_samples_evenly_at_its_rate_and_reuses_the_psf_whole():
+    s = MatchedSchedule(kappa=1.0, smooth=1.0)
+    s.observe(Sample(1.0, 2.0))  # p = 2/8
+    assert decisions(s, 8, seed=None) == [False, False, False, True] * 2
+    assert [s.weight(k) for k in (1, 5, 50)] == [1.0, 1.0, 1.0]
+
+
+def test_matched_measures_how_far_the_stored_psf_was_from_the_fresh_one():
+    """Two warm-up samples, then the rate from those two PSFs and the second ‖g_SGD‖."""
+    problem = Problem()
+    opt = reuse_opt(problem, schedule="matched", start_iter=2, kappa=0.1, smooth=1.0,
+                    min_rate=0.001, max_rate=1.0)
+    psfs = []
+    for _ in range(2):
+        at = problem.at()
+        opt.step(problem.closure)
+        g = problem.grad(at)
+        psfs.append(flat(add(sam_grad(problem, at, 0.1), g, -1.0)))
+    d = ((psfs[1] - psfs[0]) ** 2).sum().item()
+    expected = d / (2 * 0.1 ** 2 * (flat(g) ** 2).sum().item())
+    assert 0.001 < expected < 1.0
+    assert opt.schedule.rate == pytest.approx(expected, rel=1e-9)
+
+
+def test_matched_reuse_adds_the_stored_psf_whole(monkeypatch):
+    problem = Problem()
+    opt = reuse_opt(problem, schedule="matched")
+    w0 = problem.at()
+    opt.step(problem.closure)
+    psf = add(sam_grad(problem, w0, 0.1), problem.grad(w0), -1.0)
+    never_sample(opt, monkeypatch)
+    for _ in range(8):  # no decay, no cut-off
+        wk = problem.at()
+        opt.step(problem.closure)
+        assert_at(problem, add(wk, add(problem.grad(wk), psf), -0.1))
 
 
 # --------------------------------------------------------------------------- schedule=

@@ -105,15 +105,17 @@ def test_sam_ascent_is_per_replica_unless_synced(results, sync_ascent):
     assert any(not torch.allclose(got[k], other[k], rtol=1e-4, atol=1e-6) for k in got)
 
 
-def test_arsam_update_gradients_are_all_reduced(results):
+@pytest.mark.parametrize("case, sampled", [("arsam", [True, False, True]),
+                                           ("arsam_matched", [True, True, True])])
+def test_arsam_update_gradients_are_all_reduced(results, case, sampled):
     """ARSAM's g_SGD pass (the reused train_step forward, all-reduced by the wrapper) and its
-    SAM pass are synchronized: the run equals ARSAM on both replicas' batches."""
-    r0 = results["arsam"][0]
+    SAM pass are synchronized: the run equals ARSAM on both replicas' batches (the matched
+    schedule's measurements, and so its decisions, included)."""
+    r0 = results[case][0]
     expected, stats = synced_core(make_model(TinyClassifier), arsam.ARSAM, rho=0.05,
-                                  **CASES["arsam"][1])
+                                  **CASES[case][1])
     for key, value in expected.items():
         torch.testing.assert_close(r0["params"][key], value.detach())
-    assert [s["sampled"] for s in r0["stats"]] == [s["sampled"] for s in stats] == [
-        True, False, True]
+    assert [s["sampled"] for s in r0["stats"]] == [s["sampled"] for s in stats] == sampled
     torch.testing.assert_close([s["psf_norm"] for s in r0["stats"]],
                                [s["psf_norm"] for s in stats])

@@ -6,11 +6,6 @@ import re
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 MARKER = "<!-- quick-start: tests/test_readme.py runs this block -->"
-#: linked from the README, written by work that lands separately (the ARSAM benchmark; the
-#: security work's docs/security.md): remove each from here once it exists
-PENDING = {"docs/results/accuracy_vs_sam_gradients.png", "docs/arsam.md", "docs/security.md"}
-
-
 def readme():
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
         return f.read()
@@ -45,4 +40,4 @@ def test_local_links_exist():
     links = re.findall(r"\]\(((?!https?://)[^)#]+)\)", readme())
     assert links
     missing = {link for link in links if not os.path.exists(os.path.join(ROOT, link))}
-    assert missing <= PENDING
+    assert not missing

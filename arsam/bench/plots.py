@@ -3,8 +3,8 @@
 * accuracy against training time per optimizer (vsam.txt Figure 1), one panel per noise level,
   from the ``accuracy`` JSON (mean over seeds of the per-epoch curve; the end point carries the
   standard deviation of the final accuracy);
-* accuracy against SAM gradients per step (the cost-accuracy Pareto front), one panel per noise
-  level, from the same JSON;
+* accuracy against SAM gradients per step (cost against accuracy), one panel per noise level,
+  from the same JSON;
 * sampling rate, ‖PSF‖ and ‖g_SGD‖ over iterations (vsam.txt Figure 2), from the ``accuracy``
   trace JSON or from an mmengine ``vis_data/scalars.json`` (one JSON object a line; keys
   ``sampling_rate``, ``psf_norm``, ``sgd_norm`` and ``step`` or ``iter``, also with a prefix such
@@ -47,28 +47,50 @@ def plot_accuracy(result, path):
 
 
 def plot_pareto(result, path):
-    """Final test accuracy (mean ± std over seeds) against SAM gradients per step, one point
-    per method, one panel per noise level; the front of the undominated methods is drawn."""
+    """Final test accuracy (mean ± std over seeds) against SAM gradients per step (log scale),
+    one panel per noise level: SGD and SAM as horizontal lines, the fixed-rate ARSAM runs
+    (``ARSAM@p[:gamma]``) as one curve per reuse weight, every other method as a labelled point;
+    a point far below SGD is drawn at the panel's floor with its value in the label."""
+    import re
     plt = _pyplot()
     noises = sorted({r["noise"] for r in result["results"]})
-    fig, axes = plt.subplots(1, len(noises), figsize=(6 * len(noises), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(noises), figsize=(6.5 * len(noises), 5.6), squeeze=False)
     for ax, noise in zip(axes[0], noises):
-        rows = [r for r in result["results"] if r["noise"] == noise]
-        for r in rows:
-            ax.errorbar(r["sam_gradient_fraction"], r["accuracy_mean"], yerr=r["accuracy_std"],
-                        fmt="o", ms=4, capsize=2)
-            ax.annotate(r["optimizer"], (r["sam_gradient_fraction"], r["accuracy_mean"]),
-                        fontsize=7, xytext=(3, 3), textcoords="offset points")
-        front, best = [], -float("inf")
-        for r in sorted(rows, key=lambda r: (r["sam_gradient_fraction"], -r["accuracy_mean"])):
-            if r["accuracy_mean"] > best:
-                front.append(r)
-                best = r["accuracy_mean"]
-        ax.step([r["sam_gradient_fraction"] for r in front], [r["accuracy_mean"] for r in front],
-                where="post", color="grey", lw=0.8, alpha=0.7)
+        rows = {r["optimizer"]: r for r in result["results"] if r["noise"] == noise}
+        sgd, sam = rows.pop("SGD", None), rows.pop("SAM", None)
+        low = min(r["accuracy_mean"] for r in (sgd, sam) if r) if (sgd or sam) else None
+        floor = None if low is None else low - 4.0
+        for ref, style in ((sgd, dict(color="grey", ls="--")), (sam, dict(color="black", ls="-"))):
+            if ref:
+                ax.axhline(ref["accuracy_mean"], lw=1, label=f"{ref['optimizer']} "
+                           f"({ref['accuracy_mean']:.1f} %)", **style)
+        curves = {}
+        for name, r in list(rows.items()):
+            m = re.fullmatch(r"ARSAM@([0-9.]+)(?::([0-9.]+))?", name)
+            if m:
+                curves.setdefault(m.group(2) or "1", []).append(rows.pop(name))
+        for gamma, points in sorted(curves.items(), reverse=True):
+            points.sort(key=lambda r: r["sam_gradient_fraction"])
+            ax.errorbar([r["sam_gradient_fraction"] for r in points],
+                        [r["accuracy_mean"] for r in points],
+                        yerr=[r["accuracy_std"] for r in points], marker="o", ms=4, capsize=2,
+                        label=f"fixed rate, PSF reused with γ^k, γ = {gamma}")
+        for name, r in rows.items():
+            x, y = r["sam_gradient_fraction"], r["accuracy_mean"]
+            text = name
+            if floor is not None and y < floor:
+                y, text = floor, f"{name} ({r['accuracy_mean']:.1f} %, off scale)"
+                ax.plot(x, y, marker="v", color="red", ms=7)
+            else:
+                ax.errorbar(x, y, yerr=r["accuracy_std"], fmt="s", ms=5, capsize=2)
+            ax.annotate(text, (x, y), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        ax.set_xscale("log")
+        if floor is not None:
+            ax.set_ylim(bottom=floor - 1)
         ax.set(title=f"{result['config']['dataset']}, label noise {noise:g}",
-               xlabel="SAM gradients per step", ylabel="test accuracy (%)")
-        ax.grid(alpha=0.3)
+               xlabel="SAM gradients per step (warm-up included)", ylabel="test accuracy (%)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
