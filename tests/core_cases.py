@@ -1,6 +1,8 @@
 """The core optimizers the core tests run, ARSAM under each of its schedules, at settings that
 reach their stored state (momentum, PSF or g_v, schedule) within a few steps."""
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 import arsam
 
@@ -27,3 +29,26 @@ def make(name, params, **kwargs):
     cls, settings = CASES[name]
     return arsam.OPTIMIZERS[cls](params, torch.optim.SGD, rho=0.05, lr=0.1, momentum=0.9,
                                  **{**settings, **kwargs})
+
+
+def net(seed=0):
+    """A small MLP with BatchNorm: several parameter tensors, running statistics."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.ReLU(), nn.Linear(7, 3))
+
+
+def data(step, n=16):
+    g = torch.Generator().manual_seed(100 + step)
+    return torch.randn(n, 5, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+def closure_for(model, x, y, edit=None):
+    """Per-sample cross-entropy; ``edit(losses, pass_number, indices)`` may replace a pass's."""
+    calls = []
+
+    def closure(indices=None):
+        calls.append(indices)
+        xi, yi = (x, y) if indices is None else (x[indices], y[indices])
+        losses = F.cross_entropy(model(xi), yi, reduction="none")
+        return losses if edit is None else edit(losses, len(calls), indices)
+    return closure

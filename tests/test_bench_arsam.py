@@ -163,14 +163,14 @@ def test_accuracy_results(digits_run):
         (name, noise) for noise in (0.0, 0.4) for name in ("SGD", "SAM", "ARSAM@0.5")]
     for r in rows:
         assert r["steps"] == 2 * (96 // 32) and r["seeds"] == 2 and len(r["runs"]) == 2
-        accs = [run["accuracy"] for run in r["runs"]]
+        accs = [one["accuracy"] for one in r["runs"]]
         assert r["accuracy_mean"] == pytest.approx(sum(accs) / 2, rel=1e-12)
         assert r["accuracy_std"] == pytest.approx(abs(accs[0] - accs[1]) / 2 ** 0.5, rel=1e-12)
-        for run in r["runs"]:
-            assert 0 <= run["accuracy"] <= 100 and run["train_time_s"] > 0
-            assert len(run["curve"]) == 2 and run["curve"][-1] == [run["train_time_s"],
-                                                                    run["accuracy"]]
-            assert run["images_per_s"] == pytest.approx(6 * 32 / run["train_time_s"], rel=1e-12)
+        for one in r["runs"]:
+            assert 0 <= one["accuracy"] <= 100 and one["train_time_s"] > 0
+            assert len(one["curve"]) == 2 and one["curve"][-1] == [one["train_time_s"],
+                                                                    one["accuracy"]]
+            assert one["images_per_s"] == pytest.approx(6 * 32 / one["train_time_s"], rel=1e-12)
     grads = {r["optimizer"]: r["sam_gradients"] for r in rows}
     # ARSAM at 0.5: step 1 is SAM, then every second step (3 and 5)
     assert grads == {"SGD": 0, "SAM": 6, "ARSAM@0.5": 3}

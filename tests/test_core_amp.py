@@ -3,25 +3,9 @@ import copy
 
 import pytest
 import torch
-from torch import nn
 
 import arsam
-from core_cases import ALL, make
-
-
-def net():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.ReLU(), nn.Linear(7, 3))
-
-
-def closure_for(model, step):
-    g = torch.Generator().manual_seed(step)
-    x, y = torch.randn(16, 5, generator=g), torch.randint(0, 3, (16,), generator=g)
-
-    def closure(indices=None):
-        xi, yi = (x, y) if indices is None else (x[indices], y[indices])
-        return nn.functional.cross_entropy(model(xi), yi, reduction="none")
-    return closure
+from core_cases import ALL, closure_for, data, make, net
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -34,7 +18,7 @@ def test_grad_scaler_gives_the_unscaled_trajectory(name):
             opt.loss_scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 12,
                                                    growth_interval=10 ** 6)
         for s in range(8):
-            opt.step(closure_for(model, s))
+            opt.step(closure_for(model, *data(s)))
         runs.append((model, opt))
     (plain, plain_opt), (scaled, scaled_opt) = runs
     for p, q in zip(plain.parameters(), scaled.parameters()):
@@ -55,12 +39,12 @@ def test_an_overflowed_sampled_step_keeps_the_stored_psf(schedule):
     opt = arsam.ARSAM(model.parameters(), torch.optim.SGD, rho=0.05, lr=0.1, model=model,
                       start_iter=10, schedule=schedule)
     opt.loss_scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
-    opt.step(closure_for(model, 0))
+    opt.step(closure_for(model, *data(0)))
     psf = {p: opt.state[p]["psf"].clone() for p in model.parameters()}
     weights = copy.deepcopy(list(model.parameters()))
     schedule = copy.deepcopy(opt.schedule.state_dict())
     opt.loss_scaler._scale.fill_(2.0 ** 120)
-    closure = closure_for(model, 1)
+    closure = closure_for(model, *data(1))
     opt.step(lambda indices=None: 1e9 * closure(indices))  # the scaled gradients overflow
     assert opt.stats["sampled"] is False
     for p, w in zip(model.parameters(), weights):

@@ -11,35 +11,13 @@ import torch.nn.functional as F
 from torch import nn
 
 import arsam
-from core_cases import ALL, CASES, PASSES, make, sam_every_step
+from core_cases import ALL, CASES, PASSES, closure_for, data, make, net, sam_every_step
 
 
 
 def sam_steps(name, bad_pass):
     """Settings under which the step of a pass-2 test computes a SAM gradient."""
     return sam_every_step(name) if bad_pass == 2 else {}
-
-
-def net(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.ReLU(), nn.Linear(7, 3))
-
-
-def data(step, n=16):
-    g = torch.Generator().manual_seed(100 + step)
-    return torch.randn(n, 5, generator=g), torch.randint(0, 3, (n,), generator=g)
-
-
-def closure_for(model, x, y, edit=None):
-    """Per-sample cross-entropy; ``edit(losses, pass_number, indices)`` may replace a pass's."""
-    calls = []
-
-    def closure(indices=None):
-        calls.append(indices)
-        xi, yi = (x, y) if indices is None else (x[indices], y[indices])
-        losses = F.cross_entropy(model(xi), yi, reduction="none")
-        return losses if edit is None else edit(losses, len(calls), indices)
-    return closure
 
 
 def trained(name, steps=3, **kwargs):

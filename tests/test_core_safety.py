@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import arsam
-from core_cases import ALL, PASSES, make, sam_every_step
+from core_cases import ALL, PASSES, closure_for, data, make, net, sam_every_step
 
 
 
@@ -14,26 +14,13 @@ def make_for(name, model, **kwargs):
     return make(name, model.parameters(), model=model, **kwargs)
 
 
-def net(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.ReLU(), nn.Linear(7, 3))
-
-
-def data(step, n=16):
-    g = torch.Generator().manual_seed(100 + step)
-    return torch.randn(n, 5, generator=g), torch.randint(0, 3, (n,), generator=g)
-
-
-def closure_for(model, x, y, fail_on=None):
-    calls = []
-
-    def closure(indices=None):
-        calls.append(indices)
-        if len(calls) == fail_on:
+def failing(fail_on):
+    """An ``edit`` of :func:`closure_for` that raises in pass ``fail_on``."""
+    def edit(losses, pass_number, indices):
+        if pass_number == fail_on:
             raise RuntimeError("boom")
-        xi, yi = (x, y) if indices is None else (x[indices], y[indices])
-        return nn.functional.cross_entropy(model(xi), yi, reduction="none")
-    return closure
+        return losses
+    return edit
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -62,7 +49,7 @@ def test_failure_in_an_extra_pass_leaves_nothing_changed(name, fail_on):
         opt.step(closure_for(model, *data(s)))
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
     state = copy.deepcopy(opt.state_dict())
-    closure = closure_for(model, *data(9), fail_on=fail_on)
+    closure = closure_for(model, *data(9), edit=failing(fail_on))
     with pytest.raises(RuntimeError, match="^boom$"):
         opt.step(closure)
     for k, v in model.named_parameters():  # the weights are back at w

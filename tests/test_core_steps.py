@@ -1,5 +1,4 @@
 """Each algorithm's step against a hand-computed reference (core optimizers, plain PyTorch)."""
-import copy
 
 import pytest
 import torch
