@@ -3,9 +3,9 @@ from typing import Any, Callable, Dict, Iterable, Optional, Type, Union
 
 import torch
 
-#: ``params`` of an optimizer: tensors or param-group dicts; None when ``base_optimizer`` is an
-#: already built optimizer (its groups are used)
-Params = Optional[Union[Iterable[torch.Tensor], Iterable[Dict[str, Any]]]]
+#: ``params`` of an optimizer: the model, tensors or param-group dicts; None when
+#: ``base_optimizer`` is an already built optimizer (its groups are used)
+Params = Optional[Union[torch.nn.Module, Iterable[torch.Tensor], Iterable[Dict[str, Any]]]]
 #: ``base_optimizer``: an optimizer class (built with the remaining keyword arguments) or a
 #: built instance
 BaseOptimizer = Union[Type[torch.optim.Optimizer], torch.optim.Optimizer]

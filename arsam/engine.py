@@ -16,10 +16,13 @@ problem, with the step undone.
 """
 import contextlib
 import math
+from typing import Any, Dict, Iterator, Optional, Sequence
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from ._types import BaseOptimizer, Closure, Params
 
 
 def check_arg(name, value, ok, accepted):
@@ -54,12 +57,12 @@ def _total_norm(norms):
     return torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))
 
 
-def tensors_norm(tensors):
+def tensors_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """‖(t_1, ..., t_n)‖_2 of a list of tensors, as a 0-dim tensor."""
     return _total_norm(torch._foreach_norm(tensors) if tensors else [])
 
 
-def tensors_dot(a, b):
+def tensors_dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
     """<(a_1, ..., a_n), (b_1, ..., b_n)> of two lists of tensors, as a 0-dim float64 tensor."""
     if not a:
         return torch.zeros((), dtype=torch.float64)
@@ -67,7 +70,7 @@ def tensors_dot(a, b):
 
 
 @contextlib.contextmanager
-def frozen_bn_stats(model):
+def frozen_bn_stats(model: Optional[nn.Module]) -> Iterator[None]:
     """Stop BatchNorm layers in training mode from updating their running statistics.
 
     With ``track_running_stats`` off a training-mode BatchNorm still normalizes with the batch
@@ -140,8 +143,10 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
     #: arguments that size a subset of the batch (int or fraction; :meth:`check_batch_size`)
     subset_args = ()
 
-    def __init__(self, params, base_optimizer, rho=0.05, *, adaptive=False, eta=0.01, model=None,
-                 seed=0, skip_nonfinite=False, total_steps=None, steps_per_epoch=None, **kwargs):
+    def __init__(self, params: Params, base_optimizer: BaseOptimizer, rho: float = 0.05, *,
+                 adaptive: bool = False, eta: float = 0.01, model: Optional[nn.Module] = None,
+                 seed: int = 0, skip_nonfinite: bool = False, total_steps: Optional[int] = None,
+                 steps_per_epoch: Optional[int] = None, **kwargs: Any) -> None:
         if isinstance(params, nn.Module):
             check_arg("model", model, model is None or model is params,
                       "None or the module given as params")
@@ -201,7 +206,7 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         self._batch_size = None  # per-sample losses in the step's full-batch passes
 
     # ----------------------------------------------------------------------------- the step
-    def step(self, closure=None):
+    def step(self, closure: Optional[Closure] = None) -> torch.Tensor:
         """One optimization step; returns the (detached) loss at w (NaN for a skipped step)."""
         loss = self.compute_gradient(closure)
         if self.stats.get("skipped"):
@@ -213,7 +218,7 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
             self.loss_scaler.update()
         return loss
 
-    def compute_gradient(self, closure):
+    def compute_gradient(self, closure: Closure) -> torch.Tensor:
         """Leave the update gradient in ``.grad`` with the weights back at w; return the loss at w.
 
         If anything raises, the weights are restored, the step's gradients cleared, the
@@ -252,7 +257,7 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
     def _gradient(self, closure):
         raise NotImplementedError
 
-    def check_batch_size(self, n):
+    def check_batch_size(self, n: int) -> None:
         """ValueError naming the argument if a batch of ``n`` samples cannot hold one of the
         subsets the algorithm selects (:attr:`subset_args`, e.g. K-SAM's ``k1=16`` with ``n=8``).
         Integrations call it before training with the data's smallest batch."""
@@ -464,7 +469,7 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
     def _params(self):
         return [p for group in self.param_groups for p in group["params"]]
 
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         """The base optimizer's state plus the step counters, the generator and own buffers."""
         index = {p: i for i, p in enumerate(self._params())}
         buffers = {index[p]: {k: s[k].clone() for k in self.persistent if k in s}
@@ -475,7 +480,7 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
                               buffers={i: b for i, b in buffers.items() if b},
                               **self._extra_state())}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         if set(state_dict) != {"base_optimizer", "arsam"}:
             raise ValueError("state_dict must come from an arsam optimizer's state_dict() "
                              f"(keys 'base_optimizer', 'arsam'), got keys {sorted(state_dict)}")
