@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import torch
 
 from ._types import BaseOptimizer, Closure, Params
-from .engine import SharpnessAwareOptimizer, check_arg, tensors_dot, tensors_norm
+from .engine import SharpnessAwareOptimizer, check_arg, is_number, tensors_dot, tensors_norm
 from .schedules import SCHEDULES, Sample, Schedule
 
 
@@ -47,8 +47,8 @@ class ARSAM(SharpnessAwareOptimizer):
                  start_iter: Optional[int] = None,
                  norm_params: Optional[Union[int, Sequence[str]]] = 10, **kwargs: Any) -> None:
         self.schedule = build_schedule(schedule, kwargs)
-        check_arg("warmup_epochs", warmup_epochs, isinstance(warmup_epochs, (int, float))
-                  and not isinstance(warmup_epochs, bool) and warmup_epochs >= 0, "a number >= 0")
+        check_arg("warmup_epochs", warmup_epochs, is_number(warmup_epochs) and warmup_epochs >= 0,
+                  "a number >= 0")
         check_arg("start_iter", start_iter, start_iter is None or (
             isinstance(start_iter, int) and not isinstance(start_iter, bool) and start_iter >= 0),
             "None or an int >= 0")
@@ -94,9 +94,9 @@ class ARSAM(SharpnessAwareOptimizer):
 
     def _store_psf(self, i: int, params: List[torch.Tensor], g_sgd: List[torch.Tensor],
                    scale: float) -> bool:
-        """PSF = g_SAM - g_SGD, formed in g_SGD's memory, unscaled; the schedule observes it and
-        the stored PSF becomes (1-λ)·stored + λ·PSF. Returns False for a non-finite PSF (an
-        overflowed loss-scaled step, which the scaler skips: nothing is stored)."""
+        """PSF = g_SAM - g_SGD, formed in g_SGD's memory, unscaled; the schedule observes it, then
+        it is stored. Returns False for a non-finite PSF (an overflowed loss-scaled step, which
+        the scaler skips: nothing is stored)."""
         measured = self._measured(params)
         sgd_norm = tensors_norm([g_sgd[k] for k in measured]).item() / scale
         psf = g_sgd
@@ -112,13 +112,9 @@ class ARSAM(SharpnessAwareOptimizer):
                         dot=tensors_dot(new, stored).item() if paired else 0.0,
                         stored_sq=tensors_norm(stored).item() ** 2 if paired else 0.0,
                         gap=None if self.last_sampled is None else i - self.last_sampled)
-        lam = self.schedule.observe(sample)
+        self.schedule.observe(sample)
         for p, d in zip(params, psf):
-            state = self.state[p]
-            if lam == 1.0 or "psf" not in state:
-                state["psf"] = d
-            else:
-                state["psf"].lerp_(d, lam)
+            self.state[p]["psf"] = d
         self.last_sampled = i
         self.stats["sgd_norm"] = sgd_norm
         return True

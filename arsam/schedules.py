@@ -2,8 +2,8 @@
 
 The optimizer (reuse.py) runs the warm-up itself. After it, before every step, it asks
 ``decide(generator)``; after every sampled step (warm-up included) it hands the schedule the
-fresh PSF's statistics with ``observe(sample)``, which returns λ, the weight of the fresh PSF in
-the stored one (stored <- (1-λ)·stored + λ·PSF); after every post-warm-up step it calls
+fresh PSF's statistics with ``observe(sample)`` (the fresh PSF then replaces the stored one);
+after every post-warm-up step it calls
 ``advance(sampled)``. ``weight(k)`` is the coefficient of the stored PSF k steps after the last
 sample (γ^k in Eq. 17). ``observe`` and ``advance`` run only once a step succeeded, so a failed
 step changes nothing. ``rate`` is the current sampling rate; all state is in ``state_dict``.
@@ -70,8 +70,8 @@ class Schedule:
     def decide(self, generator: torch.Generator) -> bool:
         raise NotImplementedError
 
-    def observe(self, sample: Sample) -> float:
-        return 1.0
+    def observe(self, sample: Sample) -> None:
+        pass
 
     def advance(self, sampled: bool) -> None:
         pass
@@ -172,13 +172,12 @@ class VSAMSchedule(DecayedReuse, Schedule):
             return True  # fill the quota
         return torch.rand((), generator=generator, dtype=torch.float64).item() < self.rate
 
-    def observe(self, sample: Sample) -> float:
+    def observe(self, sample: Sample) -> None:
         self.norms.append(sample.psf_norm)
         if len(self.norms) >= self.slices:
             self.variances.append(slice_variance(self.norms, self.slices))  # Eq. 8
         if sample.sgd_norm:
             self.ratios.append(sample.psf_norm / sample.sgd_norm)           # Eq. 11
-        return 1.0
 
     def advance(self, sampled: bool) -> None:
         self.taken += sampled
@@ -268,7 +267,7 @@ class MatchedSchedule(EvenSpacing, DecayedReuse, Schedule):
     def decide(self, generator: torch.Generator) -> bool:
         return self.d_mean is None or super().decide(generator)
 
-    def observe(self, sample: Sample) -> float:
+    def observe(self, sample: Sample) -> None:
         d = sample.psf_norm ** 2 + sample.stored_sq - 2.0 * sample.dot
         if not sample.stored_sq:
             d = 2.0 * sample.psf_norm ** 2  # nothing stored yet: as if uncorrelated
@@ -280,7 +279,6 @@ class MatchedSchedule(EvenSpacing, DecayedReuse, Schedule):
             self.sgd_sq_mean += self.smooth * (sgd_sq - self.sgd_sq_mean)
         p = self.d_mean / (2.0 * self.kappa ** 2 * self.sgd_sq_mean) if self.sgd_sq_mean else 1.0
         self.p = min(max(p, self.min_rate), self.max_rate)
-        return 1.0
 
 
 SCHEDULES = {"vsam": VSAMSchedule, "fixed": FixedSchedule, "matched": MatchedSchedule}
