@@ -3,9 +3,8 @@
 The optimizer (reuse.py) runs the warm-up itself. After it, before every step, it asks
 ``decide(generator)``; after every sampled step (warm-up included) it hands the schedule the
 fresh PSF's statistics with ``observe(sample)`` (the fresh PSF then replaces the stored one);
-after every post-warm-up step it calls
-``advance(sampled)``. ``weight(k)`` is the coefficient of the stored PSF k steps after the last
-sample (γ^k in Eq. 17). ``observe`` and ``advance`` run only once a step succeeded, so a failed
+after every post-warm-up step it calls ``advance(sampled)``. ``weight(k)`` is the coefficient
+of the stored PSF k steps after the last sample (γ^k in Eq. 17). ``observe`` and ``advance`` run only once a step succeeded, so a failed
 step changes nothing. ``rate`` is the current sampling rate; all state is in ``state_dict``.
 
 * ``'vsam'`` (:class:`VSAMSchedule`): the paper's Eqs. 8-17 as the official code runs them;
