@@ -41,15 +41,18 @@ def test_w4a4_models_train_with_every_optimizer(w4a4, net, name):
     torch.manual_seed(0)
     x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
     closure = closure_for(model, x, y)
+    with torch.no_grad():
+        model(x)  # the first forward initializes the step sizes
+    steps = {n: p for n, p in model.named_parameters() if n.endswith("quantizer.step")}
+    initial = {n: p.detach().clone() for n, p in steps.items()}
     groups = quant.lsq_param_groups(model)
     if OPTIMIZERS[name] is None:
         opt = torch.optim.SGD(groups, lr=0.05, momentum=0.9)
     else:
         opt = arsam.OPTIMIZERS[name](groups, base_optimizer=torch.optim.SGD, rho=0.05, lr=0.05,
                                      momentum=0.9, model=model, **OPTIMIZERS[name])
-    steps = {n: p for n, p in model.named_parameters() if n.endswith("quantizer.step")}
     losses = []
-    for i in range(2):
+    for _ in range(2):
         if OPTIMIZERS[name] is None:
             opt.zero_grad()
             loss = closure().mean()
@@ -57,8 +60,6 @@ def test_w4a4_models_train_with_every_optimizer(w4a4, net, name):
             opt.step()
         else:
             loss = opt.step(closure)
-        if i == 0:
-            initial = {n: p.detach().clone() for n, p in steps.items()}   # after one step
         losses.append(loss.item())
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert all(torch.isfinite(torch.tensor(losses)))

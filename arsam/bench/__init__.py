@@ -13,7 +13,7 @@ import os
 
 from .common import OPTIMIZERS, parse_list, parse_optimizers, pick_device
 
-RUNNER_VARIANTS = ("SGD", "SAM", "ESAM", "KSAM", "PeriodicSAM", "VSAM", "ARSAM")
+RUNNER_VARIANTS = ("SGD", "SAM", "ESAM", "KSAM", "PeriodicSAM", "LookSAM", "VSAM", "ARSAM")
 
 
 def _positive_int(name, minimum=1):

@@ -39,10 +39,12 @@ CONFIGS = dict(
     cls=osp.join(ROOT, "cifar10", "resnet18_sgd.py"),
     seg=osp.join(ROOT, "seg", "fcn", "fcn_r18-d8_1xb8-1k_shapes-64x64_sgd.py"),
     pose=osp.join(ROOT, "pose", "topdown_heatmap", "td-hm_res18_1xb32-30e_sticks-96x64_adam.py"))
-#: the papers' settings (as ``arsam-bench throughput``); vSAM/ARSAM sample from the first step on
+#: the papers' settings (as ``arsam-bench throughput``); ARSAM's schedules start after one step
+#: (VSAM: the paper's schedule, windows of 4; ARSAM: its default, matched)
 WRAPPER_KWARGS = dict(SAM={}, ESAM=dict(beta=0.6, gamma=0.5), KSAM=dict(k1=0.125, k2=0.5),
-                      PeriodicSAM=dict(k=5), VSAM=dict(start_iter=1, window=4, slices=2),
-                      ARSAM=dict(start_iter=1, window=4, slices=2))
+                      PeriodicSAM=dict(k=5), LookSAM=dict(k=5),
+                      VSAM=dict(schedule="vsam", start_iter=1, window=4, slices=2),
+                      ARSAM=dict(start_iter=1))
 
 
 class RandomCIFAR(torch.utils.data.Dataset):
