@@ -26,21 +26,25 @@ def _pyplot():
 
 
 def plot_accuracy(result, path):
-    """Accuracy against training time, one line per optimizer, one panel per noise level."""
+    """Accuracy against training time, one line per method (the fixed-rate ``ARSAM@p`` runs left
+    to the other figure), one panel per noise level."""
     plt = _pyplot()
     noises = sorted({r["noise"] for r in result["results"]})
-    fig, axes = plt.subplots(1, len(noises), figsize=(5 * len(noises), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(noises), figsize=(5 * len(noises), 4.6), squeeze=False)
+    colours = plt.get_cmap("tab10")
     for ax, noise in zip(axes[0], noises):
-        for r in (r for r in result["results"] if r["noise"] == noise):
+        rows = [r for r in result["results"]
+                if r["noise"] == noise and not r["optimizer"].startswith("ARSAM@")]
+        for k, r in enumerate(rows):
             curves = np.array([run["curve"] for run in r["runs"]])  # seeds x epochs x 2
             t, acc = curves[..., 0].mean(0), curves[..., 1].mean(0)
-            line, = ax.plot(t, acc, label=r["optimizer"])
-            ax.errorbar(t[-1], acc[-1], yerr=r["accuracy_std"], fmt="o", color=line.get_color(),
-                        capsize=3)
+            colour = colours(k % 10)
+            ax.plot(t, acc, label=r["optimizer"], color=colour, ls="-" if k < 10 else "--")
+            ax.errorbar(t[-1], acc[-1], yerr=r["accuracy_std"], fmt="o", color=colour, capsize=3)
         ax.set(title=f"{result['config']['dataset']}, label noise {noise:g}",
                xlabel="training time (s)", ylabel="test accuracy (%)")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=8)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=4)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
