@@ -24,7 +24,8 @@ from .convert import quantize_model
 from .optim import lsq_param_groups
 
 HYPER = dict(momentum=0.9, weight_decay=5e-4)
-EXTRA = dict(VSAM=dict(start_iter=50), ARSAM=dict(start_iter=50))
+#: VSAM is ARSAM with the paper's schedule; both run 50 steps of plain SAM first
+EXTRA = dict(VSAM=dict(schedule="vsam", start_iter=50), ARSAM=dict(start_iter=50))
 
 
 def training(model, name, data, epochs, lr, batch_size, seed, result):
