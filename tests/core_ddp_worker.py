@@ -30,6 +30,7 @@ def main(out_dir):
         record.append(dict(stats=dict(opt.stats), skipped_steps=opt.skipped_steps,
                            weights=[p.detach().clone() for p in model.parameters()]))
     torch.save(record, f"{out_dir}/rank{rank}.pt")
+    dist.barrier()  # every rank done with the group's work before it is torn down
     dist.destroy_process_group()
 
 

@@ -45,6 +45,7 @@ def main(out_dir):
         params = {k: v.detach().clone() for k, v in runner.model.module.named_parameters()}
         torch.save(dict(params=params, stats=record.stats),
                    os.path.join(out_dir, f"{case}-{rank}.pt"))
+    dist.barrier()  # every rank done with the group's work before it is torn down
     dist.destroy_process_group()
 
 
