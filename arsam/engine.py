@@ -69,6 +69,12 @@ def tensors_dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.T
     return torch.stack([torch.vdot(x.flatten(), y.flatten()) for x, y in zip(a, b)]).double().sum()
 
 
+def updates_running_stats(module: nn.Module) -> bool:
+    """A BatchNorm layer whose forward would update its running statistics now."""
+    return (isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training
+            and module.track_running_stats)
+
+
 @contextlib.contextmanager
 def frozen_bn_stats(model: Optional[nn.Module]) -> Iterator[None]:
     """Stop BatchNorm layers in training mode from updating their running statistics.
@@ -77,9 +83,7 @@ def frozen_bn_stats(model: Optional[nn.Module]) -> Iterator[None]:
     statistics but neither touches ``running_mean``/``running_var`` nor ``num_batches_tracked``,
     so extra passes leave the statistics exactly as the step's first pass set them.
     """
-    layers = [] if model is None else [
-        m for m in model.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats]
+    layers = [] if model is None else [m for m in model.modules() if updates_running_stats(m)]
     for m in layers:
         m.track_running_stats = False
     try:
@@ -105,8 +109,9 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
             groups (None when ``base_optimizer`` is an instance).
         base_optimizer: an optimizer class (built here with ``params`` and ``**kwargs``) or an
             already built optimizer instance; it performs every update. It must not use the
-            param-group keys ``rho`` and ``adaptive`` for settings of its own (Adadelta's
-            ``rho``), since the SAM family keeps its per-group settings under those names.
+            param-group keys ``rho``, ``adaptive`` and ``eta`` for settings of its own
+            (Adadelta's ``rho``), since the SAM family keeps its per-group settings under those
+            names.
         rho: neighbourhood radius ρ of the ascent step (per param group: a group's ``rho``).
         adaptive: ASAM (Kwon et al., 2021): the ascent is normalized by T = |w| + η element-wise
             on weights and T = 1 on biases, ε = ρ·T²g/‖Tg‖, as in the authors' code
@@ -276,8 +281,7 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         frozen = []
 
         def freeze(module, args):
-            if (self._passes > 1 and isinstance(module, nn.modules.batchnorm._BatchNorm)
-                    and module.training and module.track_running_stats):
+            if self._passes > 1 and updates_running_stats(module):
                 module.track_running_stats = False
                 frozen.append(module)
 

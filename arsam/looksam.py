@@ -4,7 +4,7 @@ from typing import Any
 import torch
 
 from ._types import BaseOptimizer, Closure, Params
-from .engine import SharpnessAwareOptimizer, check_arg, tensors_dot, tensors_norm
+from .engine import SharpnessAwareOptimizer, check_arg, is_number, tensors_dot, tensors_norm
 
 
 class LookSAM(SharpnessAwareOptimizer):
@@ -26,8 +26,7 @@ class LookSAM(SharpnessAwareOptimizer):
     def __init__(self, params: Params, base_optimizer: BaseOptimizer, rho: float = 0.05,
                  k: int = 5, alpha: float = 0.7, **kwargs: Any) -> None:
         check_arg("k", k, isinstance(k, int) and not isinstance(k, bool) and k >= 1, "an int >= 1")
-        check_arg("alpha", alpha, isinstance(alpha, (int, float)) and not isinstance(alpha, bool)
-                  and alpha >= 0, "a number >= 0")
+        check_arg("alpha", alpha, is_number(alpha) and alpha >= 0, "a number >= 0")
         super().__init__(params, base_optimizer, rho, **kwargs)
         self.k, self.alpha = k, alpha
 

@@ -17,12 +17,11 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence
 
 import torch
 
-from .engine import check_arg
+from .engine import check_arg, is_number
 
 
 def _number(name: str, value: Any, ok: Callable[[float], bool], accepted: str) -> None:
-    check_arg(name, value, isinstance(value, (int, float)) and not isinstance(value, bool)
-              and ok(value), accepted)
+    check_arg(name, value, is_number(value) and ok(value), accepted)
 
 
 def _reuse_steps(value: Any) -> None:
