@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q
 
-.PHONY: setup setup-core demo test clean
+.PHONY: setup setup-core data demo test clean
 
 $(VENV)/.core:
 	$(PYTHON) -m venv $(VENV)
@@ -34,10 +34,19 @@ $(VENV)/.mmcv-ext: $(VENV)/.mm
 setup-core: $(VENV)/.core
 setup: $(VENV)/.mm $(VENV)/.mmcv-ext
 
+# Fashion-MNIST under data/ (arsam/fashion_mnist.py): Debian's package dataset-fashion-mnist where
+# apt-get runs as root, else torchvision's download (needs network); a clear error otherwise.
+DEBIAN_FMNIST := /usr/share/datasets/fashion-mnist
+data: $(VENV)/.core
+	@if [ ! -d $(DEBIAN_FMNIST) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; } || true; fi
+	$(PY) -m arsam.fashion_mnist --root data
+
 demo: $(VENV)/.core
 	$(PY) -m arsam.demo
 
-test: setup
+test: setup data
 	$(PY) -m pytest
 
 clean:
