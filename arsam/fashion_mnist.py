@@ -4,7 +4,10 @@ Read through torchvision's ``FashionMNIST`` class, never downloaded at load time
 put in place once by ``make data`` (``python -m arsam.fashion_mnist``), from Debian's package
 ``dataset-fashion-mnist`` (/usr/share/datasets/fashion-mnist) where it is installed, else by
 torchvision's download on a machine with network. The layout is torchvision's:
-``<root>/FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``.
+``<root>/FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``, which mmpretrain's
+``FashionMNIST`` reads too (``data_prefix='<root>/FashionMNIST/raw'``, configs/fashion_mnist/).
+The default root is ``$ARSAM_DATA``, else ``data/`` of the checkout arsam is imported from
+(where ``make data`` writes), else ``./data``.
 """
 import argparse
 import gzip
@@ -16,8 +19,7 @@ import torch
 
 from .digits import symmetric_noise
 
-#: where ``make data`` puts the files and loaders look by default (``ARSAM_DATA`` overrides)
-DEFAULT_ROOT = os.environ.get("ARSAM_DATA", "data")
+_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: where Debian's package ``dataset-fashion-mnist`` installs the original gzipped IDX files
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
@@ -28,27 +30,42 @@ CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shi
            "Bag", "Ankle boot")
 
 
-def raw_folder(root=DEFAULT_ROOT):
-    return os.path.join(root, "FashionMNIST", "raw")
+def default_root():
+    """Where ``make data`` puts the files and loaders look when given no root: ``$ARSAM_DATA``,
+    else ``data`` in the checkout arsam is imported from (a source tree: pyproject.toml beside
+    the package), else ``data`` in the working directory."""
+    if os.environ.get("ARSAM_DATA"):
+        return os.environ["ARSAM_DATA"]
+    if os.path.isfile(os.path.join(_CHECKOUT, "pyproject.toml")):
+        return os.path.join(_CHECKOUT, "data")
+    return "data"
 
 
-def available(root=DEFAULT_ROOT):
+def raw_folder(root=None):
+    return os.path.join(default_root() if root is None else root, "FashionMNIST", "raw")
+
+
+def available(root=None):
     """Whether the four IDX files are under ``root`` in torchvision's layout."""
     return all(os.path.isfile(os.path.join(raw_folder(root), f)) for f in FILES)
 
 
-def prepare(root=DEFAULT_ROOT, source=DEBIAN_DIR, download=True):
+def prepare(root=None, source=DEBIAN_DIR, download=True):
     """Put the files under ``root``: already there; else unpacked from ``source`` (the Debian
     package's folder); else, with ``download``, torchvision's ``FashionMNIST(download=True)``.
-    Returns the raw folder; FileNotFoundError naming both ways when neither works."""
+    Returns the raw folder; FileNotFoundError naming both ways when neither works. Each file is
+    unpacked to a temporary name and renamed, so an interrupted run leaves no truncated file."""
+    root = default_root() if root is None else root
     if available(root):
         return raw_folder(root)
     if all(os.path.isfile(os.path.join(source, f + ".gz")) for f in FILES):
         os.makedirs(raw_folder(root), exist_ok=True)
         for f in FILES:
+            target = os.path.join(raw_folder(root), f)
             with gzip.open(os.path.join(source, f + ".gz"), "rb") as src, \
-                    open(os.path.join(raw_folder(root), f), "wb") as dst:
+                    open(target + ".part", "wb") as dst:
                 shutil.copyfileobj(src, dst)
+            os.replace(target + ".part", target)
         return raw_folder(root)
     if download:
         from torchvision.datasets import FashionMNIST
@@ -67,8 +84,9 @@ def _missing(root, source):
             "torchvision downloads it, which needs network)")
 
 
-def load(root=DEFAULT_ROOT, train=True):
+def load(root=None, train=True):
     """One split as ``(x, y)``: uint8 images [n, 28, 28] and int64 labels, via torchvision."""
+    root = default_root() if root is None else root
     if not available(root):
         raise FileNotFoundError(_missing(root, DEBIAN_DIR))
     from torchvision.datasets import FashionMNIST
@@ -76,20 +94,22 @@ def load(root=DEFAULT_ROOT, train=True):
     return ds.data, ds.targets.long()
 
 
-def load_fashion_mnist_split(root=DEFAULT_ROOT, train_size=None, test_size=None, noise=0.0,
+def load_fashion_mnist_split(root=None, train_size=None, test_size=None, noise=0.0,
                              seed=0):
     """Return ``(x_train, y_train, x_test, y_test)``: [n, 1, 28, 28] float32 images normalized by
     the training set's mean and std (``MEAN``, ``STD``), int64 labels.
 
-    ``train_size``/``test_size`` take the first n images of a fixed permutation drawn with
+    ``root``: None for :func:`default_root`. ``train_size``/``test_size`` take the first n images of a fixed permutation drawn with
     ``seed`` (None: the whole split, 60000/10000, in a seeded order). ``noise`` replaces that
     fraction of the (kept) training labels by a different class chosen uniformly
     (:func:`arsam.digits.symmetric_noise`, from the same generator); test labels stay clean.
     """
-    if not (isinstance(noise, (int, float)) and 0.0 <= noise < 1.0):
+    if not (isinstance(noise, (int, float)) and not isinstance(noise, bool)
+            and 0.0 <= noise < 1.0):
         raise ValueError(f"noise must be in [0, 1), got {noise!r}")
     for name, size, total in (("train_size", train_size, 60000), ("test_size", test_size, 10000)):
-        if size is not None and not (isinstance(size, int) and 1 <= size <= total):
+        if size is not None and not (isinstance(size, int) and not isinstance(size, bool)
+                                     and 1 <= size <= total):
             raise ValueError(f"{name} must be None or an int in [1, {total}], got {size!r}")
     g = torch.Generator().manual_seed(seed)
     out = []
@@ -104,7 +124,8 @@ def load_fashion_mnist_split(root=DEFAULT_ROOT, train_size=None, test_size=None,
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m arsam.fashion_mnist",
                                      description="Put Fashion-MNIST under --root (make data).")
-    parser.add_argument("--root", default=DEFAULT_ROOT)
+    parser.add_argument("--root", default=None,
+                        help="default: $ARSAM_DATA, else data/ of this checkout")
     parser.add_argument("--source", default=DEBIAN_DIR,
                         help="folder of the gzipped IDX files (Debian's dataset-fashion-mnist)")
     parser.add_argument("--no-download", action="store_true",

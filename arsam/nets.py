@@ -136,6 +136,28 @@ class SmallCNN(nn.Module):
         return self.fc(self.features(x))
 
 
+class SmallResNet(nn.Module):
+    """A small ResNet (He et al., 2016) for 28x28 grayscale images: a 3x3 stride-2 stem, one
+    torchvision ``BasicBlock`` per stage at widths w, 2w, 4w (strides 1, 2, 2; 1x1 projection
+    shortcuts where the shape changes), global average pooling, fc."""
+
+    def __init__(self, num_classes=10, in_channels=1, width=16):
+        super().__init__()
+        from torchvision.models.resnet import BasicBlock
+        layers, cin = [nn.Conv2d(in_channels, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width),
+                       nn.ReLU(inplace=True)], width
+        for cout, stride in ((width, 1), (2 * width, 2), (4 * width, 2)):
+            down = None if stride == 1 and cin == cout else nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            layers.append(BasicBlock(cin, cout, stride, down))
+            cin = cout
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+
 NETS = {"cifar_resnet18": cifar_resnet18, "mobilenet_v2_cifar": mobilenet_v2_cifar,
         "mobilenet_v1_cifar": mobilenet_v1_cifar, "resnet50": resnet50, "wide_resnet": wide_resnet, "pyramidnet": pyramidnet,
-        "small_cnn": SmallCNN}
+        "small_cnn": SmallCNN, "small_resnet": SmallResNet}
