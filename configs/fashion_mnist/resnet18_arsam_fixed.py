@@ -1,0 +1,1 @@
+_base_ = ['./_base_/resnet18_fashion_mnist.py', '../_base_/optimizers/arsam_fixed.py']
