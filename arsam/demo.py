@@ -211,8 +211,9 @@ def main(argv: Optional[Sequence[str]] = None) -> List[dict]:
     setting = SETTINGS[dataset]
     epochs = setting["epochs"] if args.epochs is None else args.epochs
     train = args.train_subset or setting["train_size"] or len(load_digits_split()[1])
-    source = ("Fashion-MNIST" if dataset == "fashion-mnist" else
-              "digits (Fashion-MNIST is not in place: `make data`)")
+    source = "Fashion-MNIST" if dataset == "fashion-mnist" else "digits"
+    if args.dataset == "auto" and dataset == "digits":
+        source += " (Fashion-MNIST is not in place: `make data` puts it there)"
     print(f"{source}, {args.noise:.0%} of the {train} training labels wrong; "
           f"{setting['net'].__name__} (width {setting['width']}), batch {setting['batch_size']}, "
           f"rho {setting['rho']}, {epochs} epochs (ARSAM: the first {WARMUP:.0%} SAM), "

@@ -5,7 +5,7 @@ import statistics
 import pytest
 import torch
 
-from arsam import demo
+from arsam import demo, fashion_mnist
 from arsam.progress import Progress
 
 
@@ -94,31 +94,72 @@ def test_conclusion_when_sam_does_not_beat_sgd():
         "use more label noise or more epochs.")
 
 
-def test_demo_runs_shortened_and_counts_sam_gradients(capsys):
+def shortened(argv):
     threads = torch.get_num_threads()
     try:
-        rows = demo.main(["--seeds", "2", "--epochs", "4", "--train-subset", "128"])
+        return demo.main(argv)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_demo_runs_shortened_and_counts_sam_gradients(capsys):
+    rows = shortened(["--dataset", "digits", "--seeds", "2", "--epochs", "4",
+                      "--train-subset", "128"])
     out, err = capsys.readouterr()
     lines = out.splitlines()
     assert lines[0] == ("digits, 60% of the 128 training labels wrong; SmallCNN (width 64), "
-                        "batch 32, 4 epochs, 2 seeds; cpu, 1 thread(s)")
+                        "batch 32, rho 0.3, 4 epochs (ARSAM: the first 10% SAM), 2 seeds; cpu, "
+                        "1 thread(s)")
     assert lines[1:5] == demo.table(rows).splitlines() and lines[5] == demo.conclusion(rows)
     sgd, sam, ours = rows
     assert sgd["sam_gradients_per_step"] == 0.0 and sam["sam_gradients_per_step"] == 1.0
-    assert 12 / 16 <= ours["sam_gradients_per_step"] < 1.0  # 3 warm-up epochs of 4 steps
+    # the warm-up: round(10 % of 16 steps) = 2 of SAM, then the schedule samples some
+    assert 2 / 16 <= ours["sam_gradients_per_step"] < 1.0
     assert sgd["speed_vs_sam"] > 1.0 and sam["speed_vs_sam"] == 1.0
     bar = err.splitlines()  # 2 seeds x 4 epochs x 4 steps = 32 rounds: a line per tenth
     assert len(bar) == 10 and bar[-1].startswith("demo [########################] 100% 32/32 ")
     assert bar[-1].endswith("  seed 2/2") and "seed 1/2" in bar[0]
 
 
+@pytest.mark.skipif(not fashion_mnist.available(),
+                    reason=f"Fashion-MNIST is not in {fashion_mnist.raw_folder()!r}: make data")
+def test_demo_on_fashion_mnist_when_present(capsys):
+    rows = shortened(["--seeds", "1", "--epochs", "2", "--train-subset", "128"])  # auto
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == ("Fashion-MNIST, 60% of the 128 training labels wrong; SmallResNet "
+                        "(width 16), batch 64, rho 0.2, 2 epochs (ARSAM: the first 10% SAM), "
+                        "1 seeds; cpu, 1 thread(s)")
+    assert lines[1:5] == demo.table(rows).splitlines()
+    sgd, sam, ours = rows
+    assert (sgd["sam_gradients_per_step"], sam["sam_gradients_per_step"]) == (0.0, 1.0)
+    assert 1 / 4 <= ours["sam_gradients_per_step"] <= 1.0  # 4 steps, the first one SAM
+    assert all(0 <= r["accuracy_mean"] <= 100 for r in rows)
+
+
+def test_dataset_auto_is_fashion_mnist_when_present_else_digits(monkeypatch):
+    monkeypatch.setattr(fashion_mnist, "available", lambda root=None: False)
+    assert demo.pick_dataset() == "digits"
+    monkeypatch.setattr(fashion_mnist, "available", lambda root=None: True)
+    assert demo.pick_dataset() == "fashion-mnist"
+    assert demo.pick_dataset("digits") == "digits"
+    with pytest.raises(ValueError, match="dataset must be 'auto' or one of fashion-mnist, "
+                                         "digits, got 'mnist'"):
+        demo.pick_dataset("mnist")
+
+
+def test_auto_falls_back_to_digits_and_says_so(monkeypatch, capsys):
+    monkeypatch.setattr(fashion_mnist, "available", lambda root=None: False)
+    shortened(["--seeds", "1", "--epochs", "1", "--train-subset", "64"])
+    assert capsys.readouterr().out.startswith(
+        "digits (Fashion-MNIST is not in place: `make data` puts it there), 60% of the 64 ")
+
+
 @pytest.mark.parametrize("argv, message", [
-    (["--epochs", "3"], "--epochs must be an int >= 4 (ARSAM's first 3 epochs are its SAM "
-                        "warm-up), got 3"),
+    (["--epochs", "0"], "--epochs must be an int >= 1, got 0"),
     (["--seeds", "0"], "--seeds must be an int >= 1, got 0"),
-    (["--noise", "1.0"], "--noise must be in [0, 1), got 1.0")])
+    (["--threads", "0"], "--threads must be an int >= 1, got 0"),
+    (["--noise", "1.0"], "--noise must be in [0, 1), got 1.0"),
+    (["--dataset", "mnist"], "argument --dataset: invalid choice: 'mnist'")])
 def test_demo_rejects_bad_arguments_before_training(argv, message, capsys):
     with pytest.raises(SystemExit):
         demo.main(argv)
