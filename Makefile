@@ -34,8 +34,9 @@ $(VENV)/.mmcv-ext: $(VENV)/.mm
 setup-core: $(VENV)/.core
 setup: $(VENV)/.mm $(VENV)/.mmcv-ext
 
-# Fashion-MNIST under data/ (arsam/fashion_mnist.py): Debian's package dataset-fashion-mnist where
-# apt-get runs as root, else torchvision's download (needs network); a clear error otherwise.
+# Fashion-MNIST under data/FashionMNIST/raw (arsam/fashion_mnist.py; torchvision's FashionMNIST
+# and mmpretrain's read it there): Debian's package dataset-fashion-mnist where apt-get runs as
+# root, else torchvision's download (needs network); a clear error otherwise.
 DEBIAN_FMNIST := /usr/share/datasets/fashion-mnist
 data: $(VENV)/.core
 	@if [ ! -d $(DEBIAN_FMNIST) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
