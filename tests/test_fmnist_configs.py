@@ -30,8 +30,6 @@ WRAPPERS = {
     "arsam_fixed": dict(type="ARSAMOptimWrapper", rho=0.05, schedule="fixed", rate=0.2),
 }
 TRAIN, TEST = 32, 16
-needs_data = pytest.mark.skipif(
-    not fm.available(), reason=f"Fashion-MNIST is not in {fm.raw_folder()!r}: run `make data`")
 
 
 def test_every_method_has_a_config():
