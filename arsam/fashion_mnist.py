@@ -99,10 +99,11 @@ def load_fashion_mnist_split(root=None, train_size=None, test_size=None, noise=0
     """Return ``(x_train, y_train, x_test, y_test)``: [n, 1, 28, 28] float32 images normalized by
     the training set's mean and std (``MEAN``, ``STD``), int64 labels.
 
-    ``root``: None for :func:`default_root`. ``train_size``/``test_size`` take the first n images of a fixed permutation drawn with
-    ``seed`` (None: the whole split, 60000/10000, in a seeded order). ``noise`` replaces that
-    fraction of the (kept) training labels by a different class chosen uniformly
-    (:func:`arsam.digits.symmetric_noise`, from the same generator); test labels stay clean.
+    ``root``: None for :func:`default_root`. ``train_size``/``test_size`` take the first n
+    images of a fixed permutation drawn with ``seed`` (None: the whole split, 60000/10000, in a
+    seeded order). ``noise`` replaces that fraction of the (kept) training labels by a different
+    class chosen uniformly (:func:`arsam.digits.symmetric_noise`, from the same generator; the
+    same images whatever the noise); test labels stay clean.
     """
     if not (isinstance(noise, (int, float)) and not isinstance(noise, bool)
             and 0.0 <= noise < 1.0):

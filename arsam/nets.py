@@ -159,5 +159,6 @@ class SmallResNet(nn.Module):
 
 
 NETS = {"cifar_resnet18": cifar_resnet18, "mobilenet_v2_cifar": mobilenet_v2_cifar,
-        "mobilenet_v1_cifar": mobilenet_v1_cifar, "resnet50": resnet50, "wide_resnet": wide_resnet, "pyramidnet": pyramidnet,
-        "small_cnn": SmallCNN, "small_resnet": SmallResNet}
+        "mobilenet_v1_cifar": mobilenet_v1_cifar, "resnet50": resnet50,
+        "wide_resnet": wide_resnet, "pyramidnet": pyramidnet, "small_cnn": SmallCNN,
+        "small_resnet": SmallResNet}
