@@ -1,4 +1,4 @@
-"""arsam: SAM, ESAM, K-SAM, PeriodicSAM, LookSAM and ARSAM/vSAM for PyTorch, with mmengine
+"""arsam: SAM, ESAM, K-SAM, PeriodicSAM, LookSAM, MSAM and ARSAM/vSAM for PyTorch, with mmengine
 wrappers. ``python -m arsam`` prints the version, the environment and what is registered."""
 import importlib.metadata
 import importlib.util
@@ -8,6 +8,7 @@ from .esam import ESAM
 from .ksam import KSAM
 from .periodic import PeriodicSAM
 from .looksam import LookSAM
+from .msam import MSAM
 from .reuse import ARSAM, VSAM
 from .sam import SAM
 from .schedules import FixedSchedule, MatchedSchedule, Schedule, VSAMSchedule
@@ -19,10 +20,10 @@ except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path, ne
 
 #: every optimizer by name; VSAM is ARSAM under the name of its first paper (vsam.txt)
 OPTIMIZERS = dict(SAM=SAM, ESAM=ESAM, KSAM=KSAM, PeriodicSAM=PeriodicSAM, LookSAM=LookSAM,
-                  VSAM=VSAM, ARSAM=ARSAM)
+                  MSAM=MSAM, VSAM=VSAM, ARSAM=ARSAM)
 
 __all__ = ["__version__", "SharpnessAwareOptimizer", "frozen_bn_stats", "SAM", "ESAM", "KSAM",
-           "PeriodicSAM", "LookSAM", "VSAM", "ARSAM", "Schedule", "MatchedSchedule", "VSAMSchedule",
+           "PeriodicSAM", "LookSAM", "MSAM", "VSAM", "ARSAM", "Schedule", "MatchedSchedule", "VSAMSchedule",
            "FixedSchedule", "OPTIMIZERS"]
 
 if importlib.util.find_spec("mmengine") is not None:  # registers the optim wrappers

@@ -450,11 +450,15 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
             if not ps or not group["rho"]:
                 continue
             eps = self._normalized(group, ps, 2, biases)  # before w moves: T is taken at w
-            backups = [self._buffer(p, "backup") for p in ps]
-            torch._foreach_copy_(backups, ps)
-            self._perturbed.extend(ps)
-            eps = torch._foreach_mul(eps, (group["rho"] * scale / (norm + 1e-12)).to(ps[0].device))
-            torch._foreach_add_(ps, eps)
+            self._move(ps, eps, (group["rho"] * scale / (norm + 1e-12)).to(ps[0].device))
+
+    @torch.no_grad()
+    def _move(self, ps, direction, scale):
+        """w <- w + scale·d for the tensors ``ps`` and directions ``direction``, w kept in the
+        ``backup`` buffer for :meth:`_restore` (the ascent of :meth:`_perturb`, MSAM's descent)."""
+        torch._foreach_copy_([self._buffer(p, "backup") for p in ps], ps)
+        self._perturbed.extend(ps)
+        torch._foreach_add_(ps, torch._foreach_mul(direction, scale))
 
     @torch.no_grad()
     def _restore(self):

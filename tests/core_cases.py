@@ -8,13 +8,14 @@ import arsam
 
 CASES = {"SAM": ("SAM", {}), "ESAM": ("ESAM", dict(beta=0.5, gamma=0.5)), "KSAM": ("KSAM", {}),
          "PeriodicSAM": ("PeriodicSAM", dict(k=2)), "LookSAM": ("LookSAM", dict(k=2)),
+         "MSAM": ("MSAM", {}),
          "ARSAM-vsam": ("ARSAM", dict(schedule="vsam", start_iter=2, window=4, slices=2,
                                       init_samples=2)),
          "ARSAM-matched": ("ARSAM", dict(schedule="matched", start_iter=2)),
          "ARSAM-fixed": ("ARSAM", dict(schedule="fixed", rate=0.5, start_iter=2))}
 ALL = list(CASES)
 #: closure passes of a step that computes a SAM gradient
-PASSES = {name: 3 if name in ("KSAM", "ESAM") else 2 for name in ALL}
+PASSES = {name: 3 if name in ("KSAM", "ESAM") else 1 if name == "MSAM" else 2 for name in ALL}
 
 
 def sam_every_step(name):

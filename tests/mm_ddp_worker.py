@@ -16,6 +16,7 @@ CASES = {
     "arsam": ("ARSAMOptimWrapper", dict(schedule="vsam", start_iter=1, window=2, slices=1)),
     "arsam_matched": ("ARSAMOptimWrapper", dict(start_iter=1, max_rate=1.0, kappa=0.01)),
     "ksam": ("KSAMOptimWrapper", dict(k1=0.25, k2=0.5)),
+    "msam": ("MSAMOptimWrapper", {}),
 }
 
 

@@ -206,7 +206,7 @@ def test_zero_gradient_gives_no_perturbation(name):
         n = 4 if indices is None else len(indices)
         return (w * 0).sum() + torch.zeros(n)
 
-    opt = arsam.OPTIMIZERS[name]([w], sgd, rho=0.05, lr=0.1,
+    opt = arsam.OPTIMIZERS[name]([w], sgd, rho=0.05, lr=0.1, momentum=0.9,
                                  **(dict(start_iter=1) if name in ("VSAM", "ARSAM") else {}))
     for _ in range(3):
         opt.step(closure)

@@ -18,6 +18,7 @@ CASES = {  # the wrapper and its arguments
     "KSAM": ("KSAM", dict(k1=0.25, k2=0.5)),                                # top-k selection
     "PeriodicSAM": ("PeriodicSAM", dict(k=2)),                              # step counter
     "LookSAM": ("LookSAM", dict(k=2)),                                      # stored g_v
+    "MSAM": ("MSAM", {}),                                                   # momentum
     "ARSAM-vsam": ("ARSAM", dict(schedule="vsam", start_iter=1, window=2,   # PSF, schedule, RNG,
                                  slices=1, loss_scale="dynamic")),          # loss scaler
     "ARSAM-matched": ("ARSAM", dict(start_iter=1)),                         # PSF, schedule

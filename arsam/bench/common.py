@@ -20,6 +20,7 @@ METHODS = {
     "PeriodicSAM-2": ("PeriodicSAM", dict(k=2)),
     "PeriodicSAM-5": ("PeriodicSAM", dict(k=5)),
     "LookSAM-5": ("LookSAM", dict(k=5)),
+    "MSAM": ("MSAM", {}),
     "ARSAM": ("ARSAM", {}),
     "ARSAM-vsam": ("ARSAM", dict(schedule="vsam")),
     "ARSAM-matched": ("ARSAM", dict(schedule="matched")),

@@ -39,6 +39,7 @@ from ..esam import ESAM
 from ..ksam import KSAM
 from ..periodic import PeriodicSAM
 from ..looksam import LookSAM
+from ..msam import MSAM
 from ..reuse import ARSAM
 from ..sam import SAM
 from .per_sample import find_per_sample_loss
@@ -125,7 +126,7 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
         ``no_sync`` under DDP).
 
         Before it, the core's preparation for that pass: ESAM's SWP selection is drawn
-        (``draw_swp_mask``), and a first pass without backward (``first_pass_backward``
+        (``draw_swp_mask``), MSAM's weights move to w + ε (``descend``), and a first pass without backward (``first_pass_backward``
         False: K-SAM) runs without grad. For a core that needs per-sample losses, the forward
         computes them (with the model's per-sample function; train_step then logs their mean as
         ``loss``) and keeps them. Models missing what the core needs fail here, before any pass.
@@ -141,6 +142,9 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
         draw = getattr(core, "draw_swp_mask", None)
         if draw is not None:
             draw()
+        descend = getattr(core, "descend", None)  # MSAM: the recorded forward is at w + ε
+        if descend is not None:
+            descend()
         handle = model.register_forward_pre_hook(self._record, with_kwargs=True)
         try:
             with self._no_sync(model), self._autocast(), torch.set_grad_enabled(
@@ -151,6 +155,8 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
         except BaseException:
             if draw is not None:
                 core.cancel_swp_mask()
+            if descend is not None:
+                core.cancel_descent()
             raise
         finally:
             handle.remove()
@@ -393,6 +399,7 @@ ESAMOptimWrapper = _register(ESAM)
 KSAMOptimWrapper = _register(KSAM)
 PeriodicSAMOptimWrapper = _register(PeriodicSAM)
 LookSAMOptimWrapper = _register(LookSAM)
+MSAMOptimWrapper = _register(MSAM)
 ARSAMOptimWrapper = _register(ARSAM)
 #: vSAM and ARSAM are one optimizer (arsam.VSAM is arsam.ARSAM): one wrapper, two names
 VSAMOptimWrapper = ARSAMOptimWrapper
