@@ -23,8 +23,8 @@ OPTIMIZERS = dict(SAM=SAM, ESAM=ESAM, KSAM=KSAM, PeriodicSAM=PeriodicSAM, LookSA
                   MSAM=MSAM, VSAM=VSAM, ARSAM=ARSAM)
 
 __all__ = ["__version__", "SharpnessAwareOptimizer", "frozen_bn_stats", "SAM", "ESAM", "KSAM",
-           "PeriodicSAM", "LookSAM", "MSAM", "VSAM", "ARSAM", "Schedule", "MatchedSchedule", "VSAMSchedule",
-           "FixedSchedule", "OPTIMIZERS"]
+           "PeriodicSAM", "LookSAM", "MSAM", "VSAM", "ARSAM", "Schedule", "MatchedSchedule",
+           "VSAMSchedule", "FixedSchedule", "OPTIMIZERS"]
 
 if importlib.util.find_spec("mmengine") is not None:  # registers the optim wrappers
     from .mmlab import wrappers  # noqa: F401

@@ -262,6 +262,14 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
     def _gradient(self, closure):
         raise NotImplementedError
 
+    def prepare_first_pass(self) -> None:
+        """What the algorithm sets up before the step's first pass, for an integration that runs
+        that forward itself (mmengine's train_step, reused as the first pass): nothing here;
+        ESAM draws its SWP selection, MSAM moves the weights to w + ε."""
+
+    def cancel_first_pass(self) -> None:
+        """Undo :meth:`prepare_first_pass` when that forward fails and no step follows."""
+
     def check_batch_size(self, n: int) -> None:
         """ValueError naming the argument if a batch of ``n`` samples cannot hold one of the
         subsets the algorithm selects (:attr:`subset_args`, e.g. K-SAM's ``k1=16`` with ``n=8``).

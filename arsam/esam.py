@@ -115,6 +115,9 @@ class ESAM(SharpnessAwareOptimizer):
             self._swp_mask = None
             self.generator.set_state(state)
 
+    prepare_first_pass = draw_swp_mask
+    cancel_first_pass = cancel_swp_mask
+
     def _flags_back_on(self) -> None:
         state, off = self._swp_mask
         for p in off:

@@ -38,8 +38,8 @@ class MSAM(SharpnessAwareOptimizer):
         base = self.base_optimizer
         setting = next((s for s in MOMENTUM_BUFFERS if s in base.defaults), None)
         if setting is None:
-            raise ValueError(f"base_optimizer must keep a momentum for MSAM (SGD with momentum > 0, "
-                             f"Adam or AdamW), got {type(base).__name__}")
+            raise ValueError("base_optimizer must keep a momentum for MSAM (SGD with momentum > "
+                             f"0, Adam or AdamW), got {type(base).__name__}")
         for i, group in enumerate(self.param_groups):
             if setting == "momentum" and not group["momentum"] > 0:
                 raise ValueError(f"param_groups[{i}]['momentum'] of base_optimizer "
@@ -51,8 +51,8 @@ class MSAM(SharpnessAwareOptimizer):
     def descend(self) -> None:
         """w_t -> w_t + ε_t, ε_t = -ρ·v_t/‖v_t‖ (Algorithm 1); nothing while there is no momentum
         or the weights are already there. The step runs it; the mmengine wrapper runs it before
-        the model's forward, which it reuses as the step's pass, and :meth:`cancel_descent`
-        undoes it if that forward fails."""
+        the model's forward, which it reuses as the step's pass (:meth:`prepare_first_pass`),
+        and :meth:`cancel_first_pass` undoes it if that forward fails."""
         if self._perturbed:
             return
         groups = []  # (group, params with a momentum, their v) of the groups with ρ > 0
@@ -67,7 +67,9 @@ class MSAM(SharpnessAwareOptimizer):
             for group, ps, vs in groups:
                 self._move(ps, vs, (-group["rho"] / (norm + 1e-12)).to(ps[0].device))
 
-    def cancel_descent(self) -> None:
+    prepare_first_pass = descend
+
+    def cancel_first_pass(self) -> None:
         """Back at w_t after :meth:`descend` when no step follows."""
         self._restore()
 

@@ -14,7 +14,8 @@ from arsam.nets import NETS
 from arsam.schedules import SCHEDULES
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-OTHERS = ("_base_", "seg", "pose", "quant", "mmpretrain", "fashion_mnist")  # bases, and the other tasks' configs
+#: bases, and the other tasks' configs
+OTHERS = ("_base_", "seg", "pose", "quant", "mmpretrain", "fashion_mnist")
 CONFIGS = sorted(p for p in glob.glob(osp.join(ROOT, "configs", "**", "*.py"), recursive=True)
                  if osp.relpath(p, osp.join(ROOT, "configs")).split(osp.sep)[0] not in OTHERS)
 WRAPPER = {"sgd": "OptimWrapper", "sam": "SAMOptimWrapper", "esam": "ESAMOptimWrapper",

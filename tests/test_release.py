@@ -41,7 +41,8 @@ def test_python_m_arsam_prints_version_environment_and_registered_names():
     assert versions["mmpose"] == importlib.metadata.version("mmpose")
     device = r"cuda \(.+\)" if torch.cuda.is_available() else r"cpu \(\d+ threads; no CUDA device\)"
     assert re.fullmatch(f"device: {device}", out[3]), out[3]
-    assert out[4] == "optimizers: SAM, ESAM, KSAM, PeriodicSAM, LookSAM, MSAM, VSAM (= ARSAM), ARSAM"
+    assert out[4] == ("optimizers: SAM, ESAM, KSAM, PeriodicSAM, LookSAM, MSAM, VSAM (= ARSAM), "
+                      "ARSAM")
     assert out[5] == "ARSAM schedules: vsam, fixed, matched" and list(SCHEDULES) == [
         "vsam", "fixed", "matched"]
     wrappers = out[6].removeprefix("mmengine optim wrappers: ").split(", ")

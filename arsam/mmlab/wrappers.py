@@ -125,9 +125,10 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
         """Record ``model``'s forward call, the core's first pass (run under autocast, and
         ``no_sync`` under DDP).
 
-        Before it, the core's preparation for that pass: ESAM's SWP selection is drawn
-        (``draw_swp_mask``), MSAM's weights move to w + ε (``descend``), and a first pass without backward (``first_pass_backward``
-        False: K-SAM) runs without grad. For a core that needs per-sample losses, the forward
+        Before it, the core's preparation for that pass (``prepare_first_pass``: ESAM's SWP
+        selection is drawn, MSAM's weights move to w + ε; ``cancel_first_pass`` undoes it if the
+        forward raises), and a first pass without backward (``first_pass_backward`` False:
+        K-SAM) runs without grad. For a core that needs per-sample losses, the forward
         computes them (with the model's per-sample function; train_step then logs their mean as
         ``loss``) and keeps them. Models missing what the core needs fail here, before any pass.
         """
@@ -139,12 +140,7 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
             check_per_sample_protocol(type(self).__name__, module, fn)
         core.model = module  # BatchNorm: statistics from the step's first pass only
         self._model, self._calls, self._first_losses = model, [], None
-        draw = getattr(core, "draw_swp_mask", None)
-        if draw is not None:
-            draw()
-        descend = getattr(core, "descend", None)  # MSAM: the recorded forward is at w + ε
-        if descend is not None:
-            descend()
+        core.prepare_first_pass()
         handle = model.register_forward_pre_hook(self._record, with_kwargs=True)
         try:
             with self._no_sync(model), self._autocast(), torch.set_grad_enabled(
@@ -153,10 +149,7 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
                     else contextlib.nullcontext()):
                 yield
         except BaseException:
-            if draw is not None:
-                core.cancel_swp_mask()
-            if descend is not None:
-                core.cancel_descent()
+            core.cancel_first_pass()
             raise
         finally:
             handle.remove()

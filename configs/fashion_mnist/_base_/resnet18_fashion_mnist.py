@@ -6,7 +6,7 @@
 # `arsam` registers the optim wrappers, `arsam.mmlab.pretrain` the per-sample losses of
 # mmpretrain's ImageClassifier (ESAM, K-SAM). Trains with arsam-train and mmpretrain's
 # tools/train.py alike.
-default_scope = 'mmpretrain'
+_base_ = ['mmpretrain::_base_/default_runtime.py']
 custom_imports = dict(imports=['arsam', 'arsam.mmlab.pretrain'], allow_failed_imports=False)
 
 model = dict(
@@ -49,20 +49,8 @@ val_cfg = dict()
 test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=128)
 
-default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=100),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=3,
-                    save_best='accuracy/top1', rule='greater'),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='VisualizationHook', enable=False),
-)
-env_cfg = dict(cudnn_benchmark=False,
-               mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-               dist_cfg=dict(backend='nccl'))  # arsam-train uses gloo when there is no GPU
-visualizer = dict(type='UniversalVisualizer', vis_backends=[dict(type='LocalVisBackend')])
-log_level = 'INFO'
-load_from = None
-resume = False
-randomness = dict(seed=0, deterministic=False)
+# mmpretrain's runtime (mmpretrain::_base_/default_runtime.py; arsam-train uses gloo for its
+# nccl when there is no GPU), checkpoints every 5 epochs (the 3 latest and the best), a fixed seed
+default_hooks = dict(checkpoint=dict(interval=5, max_keep_ckpts=3, save_best='accuracy/top1',
+                                     rule='greater'))
+randomness = dict(seed=0)
