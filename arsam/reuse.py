@@ -8,6 +8,7 @@ Every step computes g_SGD = ∇L(w). On a sampled step the SAM gradient g_SAM = 
 last sampled step). When to sample and the weight c are the schedule's (schedules.py).
 """
 import inspect
+import warnings
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
@@ -15,6 +16,10 @@ import torch
 from ._types import BaseOptimizer, Closure, Params
 from .engine import SharpnessAwareOptimizer, check_arg, is_number, tensors_dot, tensors_norm
 from .schedules import SCHEDULES, Sample, Schedule
+
+
+#: the official warm-up (train_vsam.py: ``epoch < 3``) and the most of a run the default takes
+OFFICIAL_WARMUP_EPOCHS, WARMUP_SHARE = 3, 0.1
 
 
 class ARSAM(SharpnessAwareOptimizer):
@@ -27,8 +32,13 @@ class ARSAM(SharpnessAwareOptimizer):
             schedules take their arguments as keyword arguments here (``alpha``, ``gamma``,
             ``kappa``, ...: see :mod:`arsam.schedules`); the other keyword arguments go to the
             base optimizer.
-        warmup_epochs: plain SAM for the first epochs (official: 3, the code's ``epoch < 3``);
-            needs ``steps_per_epoch`` (the mmengine wrappers take it from the train loop).
+        warmup_epochs: plain SAM for the first epochs; needs ``steps_per_epoch`` (the mmengine
+            wrappers take it from the train loop). None (default): the official 3 epochs (the
+            code's ``epoch < 3``), cut to ``WARMUP_SHARE`` (10 %) of ``total_steps`` when the run
+            is shorter (warned once), and no warm-up when ``steps_per_epoch`` is unknown (plain
+            PyTorch without it: the first step is sampled, as always, and the schedule starts
+            after it). A number given explicitly is used as it is: it must resolve and leave
+            part of the run to the schedule (else ValueError before any work).
         start_iter: the warm-up in steps instead (vsam.txt's I_start); overrides warmup_epochs.
         norm_params: the tensors on which the schedule's norms (‖PSF‖, ‖g_SGD‖, Sec. 3.2: "the
             last few layers") are measured: an int k, the last k perturbed parameter tensors in
@@ -43,12 +53,13 @@ class ARSAM(SharpnessAwareOptimizer):
     persistent = ("psf",)
 
     def __init__(self, params: Params, base_optimizer: BaseOptimizer, rho: float = 0.05,
-                 schedule: Union[str, Schedule] = "matched", *, warmup_epochs: float = 3,
+                 schedule: Union[str, Schedule] = "matched", *,
+                 warmup_epochs: Optional[float] = None,
                  start_iter: Optional[int] = None,
                  norm_params: Optional[Union[int, Sequence[str]]] = 10, **kwargs: Any) -> None:
         self.schedule = build_schedule(schedule, kwargs)
-        check_arg("warmup_epochs", warmup_epochs, is_number(warmup_epochs) and warmup_epochs >= 0,
-                  "a number >= 0")
+        check_arg("warmup_epochs", warmup_epochs, warmup_epochs is None or (
+            is_number(warmup_epochs) and warmup_epochs >= 0), "None or a number >= 0")
         check_arg("start_iter", start_iter, start_iter is None or (
             isinstance(start_iter, int) and not isinstance(start_iter, bool) and start_iter >= 0),
             "None or an int >= 0")
@@ -59,6 +70,7 @@ class ARSAM(SharpnessAwareOptimizer):
             "None, an int >= 1 or a list of parameter-name prefixes")
         super().__init__(params, base_optimizer, rho, **kwargs)
         self.warmup_epochs, self.start_iter, self.norm_params = warmup_epochs, start_iter, norm_params
+        self._warned_warmup = False
         self.last_sampled = None  # i*
         self.psf_norm = None      # ‖PSF_{i*}‖ on the measured tensors
 
@@ -69,7 +81,8 @@ class ARSAM(SharpnessAwareOptimizer):
             raise ValueError("norm_params given as parameter-name prefixes needs the model "
                              "(model=; the mmengine wrappers set it)")
         warmup = i <= self.warmup_steps()
-        sampled = warmup or self.schedule.decide(self.generator)
+        # the first step is sampled whatever the schedule says: Eq. 17 needs a stored PSF
+        sampled = warmup or self.last_sampled is None or self.schedule.decide(self.generator)
         self.stats["sgd_norm"] = None  # measured on sampled steps (_store_psf)
         loss = self._pass(closure)                       # g_SGD = ∇L(w), in .grad
         params = [p for g in self.param_groups for p in self._with_grad(g)]
@@ -121,9 +134,24 @@ class ARSAM(SharpnessAwareOptimizer):
 
     # ----------------------------------------------------------------------------- settings
     def warmup_steps(self) -> int:
-        """Steps of plain SAM before the schedule starts (vsam.txt's I_start)."""
+        """Steps of plain SAM before the schedule starts (vsam.txt's I_start; see warmup_epochs)."""
         if self.start_iter is not None:
             return self.start_iter
+        if self.warmup_epochs is None:  # the official 3 epochs, at most WARMUP_SHARE of the run
+            if self.steps_per_epoch is None:
+                return 0
+            steps = int(round(OFFICIAL_WARMUP_EPOCHS * self.steps_per_epoch))
+            if self.total_steps is not None and steps > WARMUP_SHARE * self.total_steps:
+                cut = int(WARMUP_SHARE * self.total_steps)
+                if not self._warned_warmup:
+                    self._warned_warmup = True
+                    warnings.warn(
+                        f"ARSAM: the default warm-up of {OFFICIAL_WARMUP_EPOCHS} epochs ({steps} "
+                        f"steps of {self.steps_per_epoch}) is more than {WARMUP_SHARE:.0%} of "
+                        f"the run (total_steps={self.total_steps}): cut to {cut} steps; set "
+                        "warmup_epochs or start_iter to choose", stacklevel=3)
+                steps = cut
+            return steps
         if not self.warmup_epochs:
             return 0
         if self.steps_per_epoch is None:
@@ -136,8 +164,8 @@ class ARSAM(SharpnessAwareOptimizer):
             raise ValueError(
                 f"warmup_epochs={self.warmup_epochs} ({steps} steps of {self.steps_per_epoch}) "
                 f"covers the whole run of total_steps={self.total_steps}: ARSAM would be plain "
-                "SAM; give a shorter warm-up, in steps with start_iter (an iteration-based "
-                "train loop counts as a single epoch)")
+                "SAM; give a shorter warm-up, or leave warmup_epochs unset (the official "
+                f"{OFFICIAL_WARMUP_EPOCHS} epochs, cut to {WARMUP_SHARE:.0%} of a shorter run)")
         return steps
 
     def _measured(self, params: List[torch.Tensor]) -> List[int]:

@@ -3,6 +3,7 @@
 Every reuse test runs a problem with several parameter tensors: w and b of a linear model and a
 second weight v, L_i = (x_i·w + b - y_i)² + (z_i·v)².
 """
+import warnings
 import pytest
 import torch
 from torch import nn
@@ -142,15 +143,47 @@ def test_start_iter_overrides_warmup_epochs():
 
 def test_the_default_warm_up_is_three_epochs():
     opt = arsam.ARSAM(Problem().parameters(), torch.optim.SGD, lr=0.1, steps_per_epoch=7)
-    assert (opt.warmup_epochs, opt.start_iter, opt.warmup_steps()) == (3, None, 21)
+    assert (opt.warmup_epochs, opt.start_iter, opt.warmup_steps()) == (None, None, 21)
+    opt.total_steps = 210  # 21 steps are 10 % of the run: not cut
+    assert opt.warmup_steps() == 21
+
+
+def test_the_default_warm_up_is_cut_to_a_tenth_of_a_shorter_run_with_one_warning():
+    problem = Problem()
+    opt = arsam.ARSAM(problem.parameters(), torch.optim.SGD, rho=0.1, lr=0.1, model=problem,
+                      steps_per_epoch=4, total_steps=12)
+    with pytest.warns(UserWarning, match=r"ARSAM: the default warm-up of 3 epochs \(12 steps of "
+                      r"4\) is more than 10% of the run \(total_steps=12\): cut to 1 steps"):
+        opt.step(problem.closure)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(3):
+            opt.step(problem.closure)
+    assert opt.warmup_steps() == 1 and opt.iteration == 4
+
+
+def test_without_the_run_length_the_default_has_no_warm_up_and_samples_the_first_step(
+        monkeypatch):
+    """Plain PyTorch, davda54-style: no steps_per_epoch, no error; the first step is SAM (Eq. 17
+    needs a stored PSF), then the schedule decides."""
+    problem = Problem()
+    opt = arsam.ARSAM(problem.parameters(), torch.optim.SGD, rho=0.1, lr=0.1, model=problem)
+    assert opt.warmup_steps() == 0
+    never_sample(opt, monkeypatch)
+    sampled = []
+    for _ in range(3):
+        opt.step(problem.closure)
+        sampled.append(opt.stats["sampled"])
+    assert sampled == [True, False, False]
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(), r"warmup_epochs=3 needs steps_per_epoch \(an argument of the optimizer; the "
-             r"mmengine wrappers take it from the train loop\), or give the warm-up in steps "
-             r"with start_iter"),
-    (dict(steps_per_epoch=4, total_steps=12), r"warmup_epochs=3 \(12 steps of 4\) covers the "
-                                              r"whole run of total_steps=12"),
+    (dict(warmup_epochs=3), r"warmup_epochs=3 needs steps_per_epoch \(an argument of the "
+                            r"optimizer; the mmengine wrappers take it from the train loop\), or "
+                            r"give the warm-up in steps with start_iter"),
+    (dict(warmup_epochs=3, steps_per_epoch=4, total_steps=12),
+     r"warmup_epochs=3 \(12 steps of 4\) covers the whole run of total_steps=12: ARSAM would be "
+     r"plain SAM; give a shorter warm-up, or leave warmup_epochs unset"),
 ])
 def test_a_warm_up_in_epochs_that_cannot_be_resolved_fails_before_any_work(kwargs, message):
     problem = Problem()

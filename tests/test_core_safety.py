@@ -122,7 +122,7 @@ def params():
     (arsam.ARSAM, dict(schedule="vsam", clamp=0), r"clamp must be None or a number > 0, got 0"),
     (arsam.ARSAM, dict(schedule="vsam", quota=1), r"quota must be a bool, got 1"),
     (arsam.ARSAM, dict(start_iter=-1), r"start_iter must be None or an int >= 0, got -1"),
-    (arsam.ARSAM, dict(warmup_epochs=-1), r"warmup_epochs must be a number >= 0, got -1"),
+    (arsam.ARSAM, dict(warmup_epochs=-1), r"warmup_epochs must be None or a number >= 0, got -1"),
     (arsam.ARSAM, dict(norm_params=0), r"norm_params must be None, an int >= 1 or a list of "
                                        r"parameter-name prefixes, got 0"),
     (arsam.SAM, dict(total_steps=0), r"total_steps must be None or an int >= 1, got 0"),

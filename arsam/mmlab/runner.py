@@ -11,11 +11,14 @@
   Python config file (to compare GPU counts), so a checkpoint of tensors and strings alone could
   run code;
 * before the first iteration :class:`CheckBatchSizeHook` checks the optim wrapper's subset
-  sizes against the smallest batch of the training data.
+  sizes against the smallest batch of the training data and tells the cores the length of an
+  epoch (ARSAM's warm-up is in epochs).
 
 ``unsafe_load_pickle=True`` (argument, or config key of that name) unpickles checkpoints fully
 and keeps ``meta['config']``, as mmengine under torch < 2.6 did: a file can then run any code.
 """
+import math
+
 import torch
 from mmengine.dataset import InfiniteSampler
 from mmengine.hooks import Hook
@@ -38,12 +41,30 @@ def smallest_batch(dataloader):
     return len(batches.sampler) % batches.batch_size or batches.batch_size
 
 
+def steps_per_epoch(dataloader):
+    """Steps of one pass over the training data on this rank: ``len(dataloader)``, or, under
+    mmengine's InfiniteSampler (iteration-based loops; its length is the whole dataset's), the
+    dataset split over the ranks in batches. None when it cannot tell."""
+    batches = getattr(dataloader, "batch_sampler", None)
+    if isinstance(batches, torch.utils.data.BatchSampler) and isinstance(
+            batches.sampler, InfiniteSampler):
+        sampler = batches.sampler
+        return math.ceil(len(sampler) / (sampler.world_size * batches.batch_size))
+    try:
+        return len(dataloader)
+    except TypeError:  # an iterable without a length
+        return None
+
+
 @HOOKS.register_module()
 class CheckBatchSizeHook(Hook):
     """Before training, every sharpness-aware optim wrapper's subset sizes (K-SAM's ``k1``,
     ``k2``) must fit the smallest batch of ``train_dataloader``; a ValueError names the argument.
 
     Without it a K larger than the last, partial batch fails at the end of the first epoch.
+    It also tells each core an epoch's length, :func:`steps_per_epoch` of ``train_dataloader``
+    (an epoch is a pass over the training data, in an iteration-based loop too), where the
+    config did not.
     ``ArsamRunner`` registers it; with another Runner add it to ``custom_hooks``.
     """
 
@@ -54,7 +75,11 @@ class CheckBatchSizeHook(Hook):
         wrappers = runner.optim_wrapper
         wrappers = wrappers.values() if isinstance(wrappers, OptimWrapperDict) else [wrappers]
         for wrapper in wrappers:
-            if n is None or not isinstance(wrapper.optimizer, SharpnessAwareOptimizer):
+            if not isinstance(wrapper.optimizer, SharpnessAwareOptimizer):
+                continue
+            if wrapper.optimizer.steps_per_epoch is None:
+                wrapper.optimizer.steps_per_epoch = steps_per_epoch(runner.train_dataloader)
+            if n is None:
                 continue
             try:
                 wrapper.optimizer.check_batch_size(n)

@@ -177,7 +177,9 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
     def _learn_run_length(self):
         """Fill the core's unknown ``total_steps``/``steps_per_epoch`` from the train loop's
         ``max_iters``/``max_epochs`` (mmengine's RuntimeInfoHook puts them in the message hub
-        before training; an iteration-based loop counts as one epoch)."""
+        before training). ``ArsamRunner``'s CheckBatchSizeHook has set ``steps_per_epoch`` to
+        the train dataloader's length before; without it an iteration-based loop counts as one
+        epoch (ARSAM's default warm-up is then 10 % of the run, reuse.py)."""
         core, hub = self.optimizer, self.message_hub
         max_iters, max_epochs = hub.get_info("max_iters"), hub.get_info("max_epochs")
         if core.total_steps is None and max_iters:
