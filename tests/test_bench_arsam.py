@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from arsam import nets
+from arsam import fashion_mnist, nets
 from arsam.bench import accuracy, main
 from arsam.bench.common import (OPTIMIZERS, build_optimizer, method, per_sample_closure,
                                 train_step)
@@ -241,3 +241,34 @@ def test_plot_rejects_logs_without_trace_keys(tmp_path):
         load_trace(str(log))
     with pytest.raises(ValueError, match="plot needs --accuracy-json and/or --trace-json"):
         main(["plot", "--out", str(tmp_path)])
+
+
+FASHION_ROOT = fashion_mnist.default_root()
+
+
+@pytest.mark.skipif(not fashion_mnist.available(FASHION_ROOT),
+                    reason=f"Fashion-MNIST is not under {fashion_mnist.raw_folder(FASHION_ROOT)!r}"
+                    " (run `make data`, or set ARSAM_DATA to its root)")
+def test_accuracy_on_a_fashion_mnist_slice():
+    result, trace = accuracy.run(noises=(0.4,), seeds=1, epochs=2,
+                                 optimizers=("SGD", "SAM", "ARSAM"), batch_size=64,
+                                 train_subset=256, test_subset=100, device="cpu",
+                                 dataset="fashion-mnist", warmup_epochs=0.5)
+    config = result["config"]
+    assert (config["dataset"], config["lr"], config["rho"]) == ("fashion-mnist", 0.05, 0.2)
+    assert (config["train_subset"], config["test_subset"], config["warmup_epochs"]) == (
+        256, 100, 0.5)
+    rows = {r["optimizer"]: r for r in result["results"]}
+    assert all(r["steps"] == 8 for r in rows.values())
+    # on 100 test images the accuracy in % is the count of correct ones
+    assert all(run["accuracy"] == int(run["accuracy"]) for r in rows.values() for run in r["runs"])
+    assert (rows["SGD"]["sam_gradients"], rows["SAM"]["sam_gradients"]) == (0, 8)
+    # ARSAM: the half-epoch warm-up (2 steps of 4) is plain SAM, the rule decides afterwards
+    records = trace["runs"][0]["records"]
+    assert [r["sampled"] for r in records[:2]] == [True, True]
+    assert rows["ARSAM"]["sam_gradients"] == sum(r["sampled"] for r in records)
+
+
+def test_test_subset_needs_fashion_mnist():
+    with pytest.raises(ValueError, match="--test-subset needs --dataset fashion-mnist"):
+        accuracy.run(noises=(0.0,), seeds=1, epochs=1, test_subset=10, device="cpu")

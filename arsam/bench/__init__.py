@@ -68,13 +68,21 @@ def parser():
     a.add_argument("--epochs", type=_positive_int("--epochs"), default=30)
     a.add_argument("--batch-size", type=_positive_int("--batch-size"), default=None,
                    help="default 32 on digits, 128 on CIFAR")
-    a.add_argument("--lr", type=float, default=None, help="default 0.05 on digits, 0.1 on CIFAR")
-    a.add_argument("--rho", type=float, default=None, help="default 0.3 on digits, 0.05 on CIFAR")
-    a.add_argument("--dataset", choices=("digits", "cifar10", "cifar100"), default=None,
-                   help="default digits, or cifar10 when --data-root is given")
-    a.add_argument("--data-root", default=None, help="directory holding the CIFAR data")
+    a.add_argument("--lr", type=float, default=None,
+                   help="default 0.05 on digits, 0.1 on Fashion-MNIST and CIFAR")
+    a.add_argument("--rho", type=float, default=None,
+                   help="default 0.3 on digits, 0.2 on Fashion-MNIST, 0.05 on CIFAR")
+    a.add_argument("--dataset", choices=("digits", "fashion-mnist", "cifar10", "cifar100"),
+                   default=None, help="default digits, or cifar10 when --data-root is given")
+    a.add_argument("--data-root", default=None,
+                   help="directory holding the CIFAR or Fashion-MNIST data (Fashion-MNIST: "
+                   "default $ARSAM_DATA or ./data, where `make data` puts it)")
     a.add_argument("--train-subset", type=_positive_int("--train-subset"), default=None,
-                   help="use the first n training samples only (quick checks)")
+                   help="use n training samples only (Fashion-MNIST: n of a fixed permutation)")
+    a.add_argument("--test-subset", type=_positive_int("--test-subset"), default=None,
+                   help="Fashion-MNIST: n test images of a fixed permutation (default all)")
+    a.add_argument("--warmup-epochs", type=float, default=None,
+                   help="ARSAM's warm-up of plain SAM in epochs (default: ARSAM's own)")
     a.add_argument("--trace-json", default=None,
                    help="write the per-step statistics of the ARSAM methods (seed 0) here")
 
@@ -142,7 +150,9 @@ def main(argv=None):
         result, trace = accuracy.run(args.noise, args.seeds, args.epochs, args.optimizers,
                                      args.batch_size, args.lr, args.rho, args.device,
                                      args.data_root, dataset, args.train_subset,
-                                     trace=args.trace_json is not None)
+                                     trace=args.trace_json is not None,
+                                     test_subset=args.test_subset,
+                                     warmup_epochs=args.warmup_epochs)
         print(accuracy.table(result))
         _write(args.json, result)
         _write(args.trace_json, trace, indent=None)

@@ -1,8 +1,10 @@
 """``arsam-bench accuracy``: test accuracy, training time and SAM gradients of every optimizer.
 
-Digits (scikit-learn, offline) with SmallCNN (width 64) and symmetric label noise on the
-training labels, at ρ = 0.3: the setting where SAM beats SGD by 10-20 points, so that the methods
-separate; or CIFAR-10/100 with the CIFAR ResNet-18 when the data is under ``--data-root``.
+Symmetric label noise on the training labels (test labels clean) on: digits (scikit-learn,
+offline; the quick toy) with SmallCNN (width 64) at ρ = 0.3, the setting where SAM beats SGD by
+10-20 points; Fashion-MNIST (``make data``; ``--data-root`` or ``ARSAM_DATA``) with SmallResNet
+(width 16, BatchNorm, 3 residual blocks), batch 64, lr 0.05, ρ = 0.2 (the demo's setting); or CIFAR-10/100 with the CIFAR ResNet-18 when
+the data is under ``--data-root``.
 For each seed every optimizer trains its own model from the same initialization on the same
 batches, the optimizers interleaved step by step so that drift of the machine hits all alike.
 Times are the wall time of the training steps only (evaluation excluded); images/s is the
@@ -17,6 +19,7 @@ import numpy as np
 import torch
 
 from .. import nets
+from .. import fashion_mnist
 from ..digits import load_digits_split, symmetric_noise
 from .common import (OPTIMIZERS, build_optimizer, machine, method, per_sample_closure,
                      pick_device, timed, train_step)
@@ -73,12 +76,14 @@ def trace_record(step, loss, stats):
 
 
 def train(optimizers, data, make_model, *, seed, epochs, batch_size, lr, rho, device,
-          augment=None, trace=()):
+          augment=None, trace=(), warmup_epochs=None):
     """Train one model per optimizer from the same initialization on the same batches, the
     optimizers interleaved step by step (so drift of the machine hits all alike).
 
+    ``warmup_epochs`` (None: ARSAM's default) is ARSAM's warm-up of plain SAM, in epochs.
     Returns ``{name: record}`` and ``{name: per-step statistics}`` for the names in ``trace``.
     """
+    warmup = {} if warmup_epochs is None else dict(warmup_epochs=warmup_epochs)
     x_tr, y_tr, x_te, y_te = (t.to(device) for t in data)
     per_epoch = len(x_tr) // batch_size
     runs = {}
@@ -86,7 +91,7 @@ def train(optimizers, data, make_model, *, seed, epochs, batch_size, lr, rho, de
         torch.manual_seed(seed)
         model = make_model().to(device).train()
         opt = build_optimizer(name, model, lr=lr, rho=rho, steps_per_epoch=per_epoch,
-                              total_steps=epochs * per_epoch)
+                              total_steps=epochs * per_epoch, **warmup)
         runs[name] = dict(model=model, opt=opt, seconds=0.0, gradients=0, curve=[], records=[],
                           schedule=torch.optim.lr_scheduler.CosineAnnealingLR(
                               getattr(opt, "base_optimizer", opt), T_max=epochs * per_epoch))
@@ -136,16 +141,36 @@ def gain_kept(rows):
     return rows
 
 
+def speed_vs_sam(rows):
+    """Add to each row its speed relative to SAM trained side by side in the same run: the
+    median over seeds of SAM's training time / the row's (None without SAM)."""
+    sam = next((r for r in rows if r["optimizer"] == "SAM"), None)
+    for r in rows:
+        r["speed_vs_sam"] = None if sam is None else float(np.median(
+            [s["train_time_s"] / own["train_time_s"] for s, own in zip(sam["runs"], r["runs"])]))
+    return rows
+
+
 def run(noises=(0.4, 0.6), seeds=3, epochs=30, optimizers=OPTIMIZERS, batch_size=None,
         lr=None, rho=None, device=None, data_root=None, dataset="digits", train_subset=None,
-        trace=True):
+        trace=True, test_subset=None, warmup_epochs=None):
     """The whole benchmark; returns (result, trace) ready for JSON.
 
-    ``train_subset`` keeps the first n training samples (for quick checks). The trace holds the
+    ``train_subset`` keeps n training samples (digits, CIFAR: the first n, for quick checks;
+    Fashion-MNIST: n of a fixed seeded permutation, and ``test_subset`` likewise for the test
+    set). ``warmup_epochs`` is ARSAM's warm-up (None: its default). The trace holds the
     per-step statistics of the ARSAM methods for seed 0 at every noise level.
     """
     device = pick_device(device)
-    if dataset == "digits":
+    if test_subset is not None and dataset != "fashion-mnist":
+        raise ValueError(f"--test-subset needs --dataset fashion-mnist, got {dataset!r}")
+    if dataset == "fashion-mnist":
+        make_model = lambda: nets.SmallResNet(10, in_channels=1, width=16)  # noqa: E731
+        load = lambda noise: fashion_mnist.load_fashion_mnist_split(  # noqa: E731
+            data_root, train_subset, test_subset, noise=noise, seed=0)
+        augment = None  # the demo's setting (arsam.demo.SETTINGS), where SAM beats SGD
+        batch_size, lr, rho = batch_size or 64, lr or 0.05, 0.2 if rho is None else rho
+    elif dataset == "digits":
         make_model = lambda: nets.SmallCNN(10, in_channels=1, width=64)  # noqa: E731
         load, augment = (lambda noise: load_digits_split(noise=noise)), None
         batch_size, lr, rho = batch_size or 32, lr or 0.05, 0.3 if rho is None else rho
@@ -159,7 +184,7 @@ def run(noises=(0.4, 0.6), seeds=3, epochs=30, optimizers=OPTIMIZERS, batch_size
     results, traces = [], []
     for noise in noises:
         data = load(noise)
-        if train_subset is not None:
+        if train_subset is not None and dataset != "fashion-mnist":
             data = (data[0][:train_subset], data[1][:train_subset]) + tuple(data[2:])
         if len(data[0]) < batch_size:
             raise ValueError(f"--batch-size must be at most the training set size "
@@ -168,7 +193,7 @@ def run(noises=(0.4, 0.6), seeds=3, epochs=30, optimizers=OPTIMIZERS, batch_size
         for seed in range(seeds):
             records, records_traced = train(
                 optimizers, data, make_model, seed=seed, epochs=epochs, batch_size=batch_size,
-                lr=lr, rho=rho, device=device, augment=augment,
+                lr=lr, rho=rho, device=device, augment=augment, warmup_epochs=warmup_epochs,
                 trace=[n for n in optimizers if method(n)[0] == "ARSAM"] if trace and seed == 0
                 else ())
             print(f"accuracy: noise {noise:g}, seed {seed} done", file=sys.stderr, flush=True)
@@ -177,22 +202,24 @@ def run(noises=(0.4, 0.6), seeds=3, epochs=30, optimizers=OPTIMIZERS, batch_size
             traces += [dict(optimizer=name, noise=noise, seed=seed, records=r)
                        for name, r in records_traced.items()]
         rows = [aggregate(name, noise, runs[name]) for name in optimizers]
-        results += gain_kept(rows)
+        results += speed_vs_sam(gain_kept(rows))
     config = dict(dataset=dataset, noises=list(noises), seeds=seeds, epochs=epochs,
                   batch_size=batch_size, lr=lr, rho=rho, optimizers=list(optimizers),
-                  train_subset=train_subset, schedule="cosine", momentum=0.9, weight_decay=5e-4)
+                  train_subset=train_subset, test_subset=test_subset,
+                  warmup_epochs=warmup_epochs, schedule="cosine", momentum=0.9, weight_decay=5e-4)
     return (dict(benchmark="accuracy", config=config, machine=machine(device), results=results),
             dict(source="arsam-bench accuracy", dataset=dataset, runs=traces))
 
 
 def table(result):
     head = (f"{'method':<16}{'noise':>6}{'test acc %':>16}{'gain kept':>10}{'train s':>9}"
-            f"{'img/s':>9}{'SAM grads/step':>15}")
+            f"{'img/s':>9}{'x SAM':>7}{'SAM grads/step':>15}")
     lines = [head, "-" * len(head)]
     for r in result["results"]:
         acc = f"{r['accuracy_mean']:.2f} ± {r['accuracy_std']:.2f}"
         kept = "-" if r["gain_kept"] is None else f"{100 * r['gain_kept'] + 0.0:.0f}%"
+        speed = "-" if r.get("speed_vs_sam") is None else f"{r['speed_vs_sam']:.2f}"
         lines.append(f"{r['optimizer']:<16}{r['noise']:>6.1f}{acc:>16}{kept:>10}"
-                     f"{r['train_time_s']:>9.2f}{r['images_per_s']:>9.0f}"
+                     f"{r['train_time_s']:>9.2f}{r['images_per_s']:>9.0f}{speed:>7}"
                      f"{r['sam_gradient_fraction']:>15.3f}")
     return "\n".join(lines)

@@ -20,6 +20,7 @@ METHODS = {
     "PeriodicSAM-2": ("PeriodicSAM", dict(k=2)),
     "PeriodicSAM-5": ("PeriodicSAM", dict(k=5)),
     "LookSAM-5": ("LookSAM", dict(k=5)),
+    "LookSAM-5-a0.2": ("LookSAM", dict(k=5, alpha=0.2)),  # MarlonBecker/MSAM's LookSAM alpha
     "MSAM": ("MSAM", {}),
     "ARSAM": ("ARSAM", {}),
     "ARSAM-vsam": ("ARSAM", dict(schedule="vsam")),
@@ -27,7 +28,8 @@ METHODS = {
     "ARSAM-fixed": ("ARSAM", dict(schedule="fixed")),
 }
 #: compared by default, in this order
-OPTIMIZERS = ("SGD", "SAM", "ESAM", "KSAM", "PeriodicSAM-5", "LookSAM-5", "ARSAM-vsam", "ARSAM")
+OPTIMIZERS = ("SGD", "SAM", "ESAM", "KSAM", "PeriodicSAM-5", "LookSAM-5", "MSAM", "ARSAM-vsam",
+              "ARSAM")
 
 
 def method(label):
@@ -97,8 +99,8 @@ def build_optimizer(label, model, *, lr, rho=0.05, momentum=0.9, weight_decay=5e
     """SGD or the arsam optimizer of a method label (:func:`method`) with SGD as base optimizer.
 
     ``overrides`` go to arsam optimizers: the run's length (``steps_per_epoch``,
-    ``total_steps``) to every one, ``start_iter`` to ARSAM only (a fixed-rate label keeps its
-    own).
+    ``total_steps``) to every one, ``start_iter`` and ``warmup_epochs`` to ARSAM only (a
+    fixed-rate label keeps its own start_iter).
     """
     name, kwargs = method(label)
     sgd = dict(lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -106,6 +108,7 @@ def build_optimizer(label, model, *, lr, rho=0.05, momentum=0.9, weight_decay=5e
         return torch.optim.SGD(model.parameters(), **sgd)
     if name != "ARSAM":
         overrides.pop("start_iter", None)
+        overrides.pop("warmup_epochs", None)
     kwargs = {**overrides, **kwargs}  # a fixed-rate label's start_iter=1 wins
     return arsam.OPTIMIZERS[name](model.parameters(), torch.optim.SGD, rho=rho, model=model,
                                   **kwargs, **sgd)
