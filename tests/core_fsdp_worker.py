@@ -90,13 +90,13 @@ def run_case(name, layout, rank, world):
 
 
 def main(out_dir):
-    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=30))
     rank, world = dist.get_rank(), dist.get_world_size()
     results = {}
     only = os.environ.get("ARSAM_ONLY")
     for layout in LAYOUTS:
         for name in CASES:
-            if only and only != f"{layout}:{name}":
+            if only and f"{layout}:{name}" not in only.split(","):
                 continue
             try:
                 results[layout, name] = run_case(name, layout, rank, world)
