@@ -24,6 +24,11 @@ from torch import nn
 
 from ._types import BaseOptimizer, Closure, Params
 
+try:
+    from torch.distributed.tensor import DTensor
+except ImportError:  # torch built without torch.distributed
+    DTensor = ()
+
 
 def check_arg(name, value, ok, accepted):
     """Raise ValueError naming ``name`` and the ``accepted`` range unless ``ok``."""
@@ -57,16 +62,63 @@ def _total_norm(norms):
     return torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))
 
 
-def tensors_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """‖(t_1, ..., t_n)‖_2 of a list of tensors, as a 0-dim tensor."""
-    return _total_norm(torch._foreach_norm(tensors) if tensors else [])
+# ----------------------------------------------------------------------------- sharded layouts
+def _is_dtensor(t):
+    return isinstance(t, DTensor)
 
 
-def tensors_dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
-    """<(a_1, ..., a_n), (b_1, ..., b_n)> of two lists of tensors, as a 0-dim float64 tensor."""
-    if not a:
-        return torch.zeros((), dtype=torch.float64)
-    return torch.stack([torch.vdot(x.flatten(), y.flatten()) for x, y in zip(a, b)]).double().sum()
+def _local(t):
+    """The shard a rank holds: a DTensor's local tensor (the same memory, so in-place ops update
+    the DTensor; foreach ops such as ``_foreach_copy_`` have no DTensor rule), a tensor itself."""
+    return t.to_local() if _is_dtensor(t) else t
+
+
+def _dtensor_group(t):
+    """The process group over which a DTensor (``fully_shard``'s parameters) is sharded: its
+    mesh dimension with a Shard placement (the others replicate it, HSDP); None if replicated."""
+    dims = [d for d, p in enumerate(t.placements) if not p.is_replicate()]
+    if not dims:
+        return None
+    if len(dims) > 1 or not t.placements[dims[0]].is_shard():
+        raise NotImplementedError(f"parameters placed as {t.placements}: arsam reduces norms over "
+                                  "one mesh dimension of shards (fully_shard, HSDP) only")
+    return t.device_mesh.get_group(dims[0])
+
+
+def _sharded(tensors, group):
+    """The shards' group: ``group``, else that of DTensor ``tensors``; None for whole tensors."""
+    if group is None and tensors and _is_dtensor(tensors[0]):
+        group = _dtensor_group(tensors[0])
+    return group
+
+
+def _sum_over(value, group):
+    """``value`` (a rank's partial sum) summed over the ranks of ``group``: one all-reduce (a
+    non-finite part makes the sum non-finite on every rank)."""
+    if group is None:
+        return value
+    dist.all_reduce(value, op=dist.ReduceOp.SUM, group=group)
+    return value
+
+
+def tensors_norm(tensors: Sequence[torch.Tensor], group: Any = None) -> torch.Tensor:
+    """‖(t_1, ..., t_n)‖_2 of a list of tensors, as a 0-dim tensor. Of the whole tensors when
+    they are shards over the ranks of ``group`` (FSDP1's) or DTensors (``fully_shard``): the
+    ranks' squared norms summed, one all-reduce; every rank must call it."""
+    group = _sharded(tensors, group)
+    norm = _total_norm(torch._foreach_norm([_local(t) for t in tensors]) if tensors else [])
+    return norm if group is None else _sum_over(norm.square(), group).sqrt()
+
+
+def tensors_dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor],
+                group: Any = None) -> torch.Tensor:
+    """<(a_1, ..., a_n), (b_1, ..., b_n)> of two lists of tensors, as a 0-dim float64 tensor; of
+    the whole tensors when sharded (as :func:`tensors_norm`: one all-reduce)."""
+    group = _sharded(a, group)
+    dot = torch.zeros((), dtype=torch.float64) if not a else torch.stack(
+        [torch.vdot(_local(x).flatten(), _local(y).flatten()) for x, y in zip(a, b)]
+    ).double().sum()
+    return _sum_over(dot, group)
 
 
 def updates_running_stats(module: nn.Module) -> bool:
@@ -133,6 +185,13 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         total_steps, steps_per_epoch: the run's length, for arguments given as a fraction of the
             run or in epochs (None: unknown; the mmengine wrappers fill them from the train loop
             before the first step).
+        shard_group: the process group over whose ranks the parameters are sharded (FSDP):
+            norms, dot products and the skip check are then reduced over it, so that every rank
+            takes the step of the whole model. None: the group of DTensor parameters
+            (``fully_shard``), else of the FSDP1 modules in ``model`` (FSDP1's shards are plain
+            tensors: give ``model=`` or ``shard_group=``; mmengine's wrappers give the model),
+            else none: whole tensors (one process; DDP, whose replicas take each their own
+            ascent, as in the SAM paper).
 
     Attributes set by integrations: ``loss_scaler`` (a ``torch.amp.GradScaler``) and
     ``ascent_context`` (a context-manager factory entered around passes whose gradient is used
@@ -151,7 +210,8 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
     def __init__(self, params: Params, base_optimizer: BaseOptimizer, rho: float = 0.05, *,
                  adaptive: bool = False, eta: float = 0.01, model: Optional[nn.Module] = None,
                  seed: int = 0, skip_nonfinite: bool = False, total_steps: Optional[int] = None,
-                 steps_per_epoch: Optional[int] = None, **kwargs: Any) -> None:
+                 steps_per_epoch: Optional[int] = None, shard_group: Any = None,
+                 **kwargs: Any) -> None:
         if isinstance(params, nn.Module):
             check_arg("model", model, model is None or model is params,
                       "None or the module given as params")
@@ -198,6 +258,7 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         self.param_groups = base.param_groups
         self.defaults.update(base.defaults)
         self.model = model
+        self.shard_group = self._find_shard_group(shard_group)
         self.skip_nonfinite = skip_nonfinite
         self.total_steps, self.steps_per_epoch = total_steps, steps_per_epoch
         self.loss_scaler = None
@@ -252,6 +313,40 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
             raise
         self.iteration += 1
         return loss
+
+    def _find_shard_group(self, shard_group):
+        """The group over which the parameters are sharded: ``shard_group``, that of the FSDP1
+        modules in ``model`` or of DTensor parameters (``fully_shard``); None: whole tensors
+        (one process, DDP replicas). FSDP1's flat parameters without a model are an error
+        (their norms would be each rank's shard's)."""
+        if shard_group is not None or not (dist.is_available() and dist.is_initialized()):
+            return shard_group
+        from torch.distributed.fsdp import FullyShardedDataParallel
+        from torch.distributed.fsdp._flat_param import FlatParameter
+        params = self._params()
+        dtensors = [p for p in params if _is_dtensor(p)]
+        if dtensors and len(dtensors) < len(params):
+            raise ValueError("some parameters are DTensors (fully_shard) and some are not: arsam "
+                             "needs them all sharded alike (norms are reduced over one group)")
+        groups = [_dtensor_group(p) for p in dtensors] or [
+            m.process_group for m in (self.model.modules() if self.model is not None else ())
+            if isinstance(m, FullyShardedDataParallel)]
+        if not groups and any(isinstance(p, FlatParameter) for p in params):
+            raise ValueError("the parameters are FSDP1 flat parameters: give model= (the "
+                             "FullyShardedDataParallel module) or shard_group= (its "
+                             "process_group), or norms would be each rank's shard's")
+        if any(g is not groups[0] for g in groups):
+            raise ValueError("the parameters are sharded over different process groups: arsam "
+                             "reduces norms over one (give shard_group=)")
+        return groups[0] if groups else None
+
+    def _norm(self, tensors):
+        """:func:`tensors_norm` of the whole tensors, for the parameters' layout."""
+        return tensors_norm(tensors, self.shard_group)
+
+    def _dot(self, a, b):
+        """:func:`tensors_dot` of the whole tensors, for the parameters' layout."""
+        return tensors_dot(a, b, self.shard_group)
 
     def _undo(self, generator_state):
         """A failed or skipped step: weights back at w, its gradients cleared, generator rewound."""
@@ -384,16 +479,23 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
             raise TypeError(f"the closure's losses do not depend on any parameter of "
                             f"{type(self).__name__}: no gradient reached them (a copy of the "
                             "model?)")
-        if self.skip_nonfinite and self.loss_scaler is None and self._on_any_rank(
-                ~torch.isfinite(tensors_norm(grads))):
-            raise _NonFiniteStep
+        if self.skip_nonfinite and self.loss_scaler is None:
+            nonfinite = ~torch.isfinite(self._norm(grads))  # sharded: already the same everywhere
+            if self._on_any_rank(nonfinite, reduced=self._shards_span_world()):
+                raise _NonFiniteStep
+
+    def _shards_span_world(self):
+        """Whether the parameters are sharded over every rank (a norm is then the same on all)."""
+        return (self.shard_group is not None
+                and dist.get_world_size(self.shard_group) == dist.get_world_size())
 
     @staticmethod
-    def _on_any_rank(flag):
-        """The bool tensor ``flag``, or'ed over the ranks when torch.distributed is initialized:
-        every rank skips a step together (a rank that skipped alone would leave the others
-        waiting in the step's next collective). A skip check is one all-reduce per pass."""
-        if dist.is_available() and dist.is_initialized():
+    def _on_any_rank(flag, reduced=False):
+        """The bool tensor ``flag``, or'ed over the ranks when torch.distributed is initialized
+        (unless ``reduced``: computed from values already all-reduced over every rank): every
+        rank skips a step together (a rank that skipped alone would leave the others waiting in
+        the step's next collective). A skip check is one all-reduce per pass."""
+        if not reduced and dist.is_available() and dist.is_initialized():
             flag = flag.float()
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag)
@@ -408,26 +510,27 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
     def _grad_norm(self):
         """‖T·g‖ over the parameters with a gradient that the ascent perturbs (groups with
         ρ > 0; T of :meth:`_normalized`): ε lives in their subspace."""
-        norms = []
+        tensors = []
         biases = self._bias_ids()
         for group in self.param_groups:
             ps = self._with_grad(group)
             if ps and group["rho"]:
-                norms.extend(torch._foreach_norm(self._normalized(group, ps, 1, biases)))
-        return _total_norm(norms)
+                tensors.extend(self._normalized(group, ps, 1, biases))
+        return self._norm(tensors)
 
     def _normalized(self, group, ps, power, biases):
         """T^power·g for the tensors ``ps`` of ``group``. T = 1 unless the group is adaptive; then
         ASAM's normalization operator (Kwon et al., 2021, Sec. 3; SamsungLabs/ASAM):
-        T = |w| + η on weights, T = 1 on the tensors in ``biases``."""
-        grads = [p.grad for p in ps]
+        T = |w| + η on weights, T = 1 on the tensors in ``biases``. Local shards of sharded
+        tensors."""
+        grads = [_local(p.grad) for p in ps]
         if not group["adaptive"]:
             return grads
         weights = [i for i, p in enumerate(ps) if id(p) not in biases]
         if not weights:
             return grads
         eta = group.get("eta", self.defaults["eta"])  # groups saved before η existed lack it
-        t = torch._foreach_add(torch._foreach_abs([ps[i] for i in weights]), eta)
+        t = torch._foreach_add(torch._foreach_abs([_local(ps[i]) for i in weights]), eta)
         scaled = [grads[i] for i in weights]
         for _ in range(power):
             scaled = torch._foreach_mul(t, scaled)
@@ -464,21 +567,23 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
     def _move(self, ps, direction, scale):
         """w <- w + scale·d for the tensors ``ps`` and directions ``direction``, w kept in the
         ``backup`` buffer for :meth:`_restore` (the ascent of :meth:`_perturb`, MSAM's descent)."""
-        torch._foreach_copy_([self._buffer(p, "backup") for p in ps], ps)
+        local = [_local(p) for p in ps]  # a sharded tensor's shard: its memory
+        torch._foreach_copy_([self._buffer(p, "backup") for p in ps], local)
         self._perturbed.extend(ps)
-        torch._foreach_add_(ps, torch._foreach_mul(direction, scale))
+        torch._foreach_add_(local, torch._foreach_mul([_local(d) for d in direction], scale))
 
     @torch.no_grad()
     def _restore(self):
         """w+ε -> w, bit-exactly."""
         if self._perturbed:
-            torch._foreach_copy_(self._perturbed, [self.state[p]["backup"] for p in self._perturbed])
+            torch._foreach_copy_([_local(p) for p in self._perturbed],
+                                 [self.state[p]["backup"] for p in self._perturbed])
             self._perturbed = []
 
     def _buffer(self, p, name):
         state = self.state[p]
         if name not in state:
-            state[name] = torch.empty_like(p, memory_format=torch.preserve_format)
+            state[name] = torch.empty_like(_local(p), memory_format=torch.preserve_format)
         return state[name]
 
     # ----------------------------------------------------------------------------- state

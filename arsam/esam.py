@@ -19,7 +19,9 @@ class ESAM(SharpnessAwareOptimizer):
     ascent gradient (the others have ``requires_grad`` off during that pass, which is what saves
     backward compute: autograd skips their weight-gradient kernels; a per-element mask would
     give the same expectation but save nothing, and the paper's appendix A.4 selects whole
-    parameter units). ε = m⊙ε̂/β with ε̂ = ρ·g/‖g‖, where ‖g‖ is known only through the chosen
+    parameter units; under FSDP, whose sharded gradients ignore the flags, the flags stay on
+    and the tensors not chosen drop their ascent gradient: the same ε, no saving).
+    ε = m⊙ε̂/β with ε̂ = ρ·g/‖g‖, where ‖g‖ is known only through the chosen
     tensors (``radius``):
 
     * ``'official'`` (default: what the authors ran, dydjw9/Efficient_SAM, and the ρ/β of
@@ -103,8 +105,9 @@ class ESAM(SharpnessAwareOptimizer):
             if not chosen.any():
                 chosen[torch.randint(len(params), (1,), generator=self.generator)] = True
             off = [p for p, c in zip(params, chosen.tolist()) if not c]
-        for p in off:
-            p.requires_grad_(False)
+        if self.shard_group is None:  # FSDP computes sharded gradients whatever the flags say
+            for p in off:
+                p.requires_grad_(False)
         self._swp_mask = (state, off)
 
     def cancel_swp_mask(self) -> None:
@@ -122,6 +125,7 @@ class ESAM(SharpnessAwareOptimizer):
         state, off = self._swp_mask
         for p in off:
             p.requires_grad_(True)
+            p.grad = None  # sharded (FSDP): the ascent gradient of a tensor not chosen
         self._swp_mask = (state, [])  # the draw stays undoable until the step has succeeded
 
     @contextlib.contextmanager

@@ -4,7 +4,7 @@ from typing import Any
 import torch
 
 from ._types import BaseOptimizer, Closure, Params
-from .engine import SharpnessAwareOptimizer, check_arg, is_number, tensors_dot, tensors_norm
+from .engine import SharpnessAwareOptimizer, check_arg, is_number
 
 
 class LookSAM(SharpnessAwareOptimizer):
@@ -41,18 +41,18 @@ class LookSAM(SharpnessAwareOptimizer):
             self._pass(closure)                          # g_s = ∇L(w + ε), the update
             self._restore()
             g_s = [p.grad for p in params]
-            coef = (tensors_dot(g_s, g) / tensors_norm(g).double() ** 2).nan_to_num(0.0)
+            coef = (self._dot(g_s, g) / self._norm(g).double() ** 2).nan_to_num(0.0)
             g_v = torch._foreach_add(g_s, g, alpha=-coef.item())  # g_s - <g_s,g>/‖g‖²·g
             if self.loss_scaler is not None:  # stored unscaled; an overflow keeps the old g_v
                 torch._foreach_mul_(g_v, 1.0 / self.loss_scaler.get_scale())
-            if self.loss_scaler is None or torch.isfinite(tensors_norm(g_v)):
+            if self.loss_scaler is None or torch.isfinite(self._norm(g_v)):
                 for p, v in zip(params, g_v):
                     self.state[p]["g_v"] = v
             return loss.mean()
         stored = [self.state[p]["g_v"] for p in params if "g_v" in self.state[p]]
         if stored and len(stored) == len(params):
-            g_v_norm = tensors_norm(stored)
+            g_v_norm = self._norm(stored)
             if g_v_norm > 0:
-                scale = self.alpha * tensors_norm(g) / g_v_norm
+                scale = self.alpha * self._norm(g) / g_v_norm
                 torch._foreach_add_(g, stored, alpha=scale.item())  # g + α·‖g‖/‖g_v‖·g_v
         return loss.mean()

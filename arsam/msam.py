@@ -4,7 +4,7 @@ from typing import Any
 import torch
 
 from ._types import BaseOptimizer, Closure, Params
-from .engine import SharpnessAwareOptimizer, tensors_norm
+from .engine import SharpnessAwareOptimizer
 
 #: the base optimizer's state entry holding its momentum v, by the setting that turns it on
 MOMENTUM_BUFFERS = {"momentum": "momentum_buffer",  # SGD (and RMSprop): v <- μv + g
@@ -62,7 +62,7 @@ class MSAM(SharpnessAwareOptimizer):
             if ps and group["rho"]:
                 groups.append((group, ps, [self.base_optimizer.state[p][self.buffer_name]
                                            for p in ps]))
-        norm = tensors_norm([v for _, _, vs in groups for v in vs])  # ‖v_t‖ over the groups
+        norm = self._norm([v for _, _, vs in groups for v in vs])  # ‖v_t‖ over the groups
         if norm > 0:
             for group, ps, vs in groups:
                 self._move(ps, vs, (-group["rho"] / (norm + 1e-12)).to(ps[0].device))

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import torch
 
 from ._types import BaseOptimizer, Closure, Params
-from .engine import SharpnessAwareOptimizer, check_arg, is_number, tensors_dot, tensors_norm
+from .engine import SharpnessAwareOptimizer, check_arg, is_number
 from .schedules import SCHEDULES, Sample, Schedule
 
 
@@ -111,19 +111,19 @@ class ARSAM(SharpnessAwareOptimizer):
         it is stored. Returns False for a non-finite PSF (an overflowed loss-scaled step, which
         the scaler skips: nothing is stored)."""
         measured = self._measured(params)
-        sgd_norm = tensors_norm([g_sgd[k] for k in measured]).item() / scale
+        sgd_norm = self._norm([g_sgd[k] for k in measured]).item() / scale
         psf = g_sgd
         torch._foreach_sub_(psf, [p.grad for p in params])  # g_SGD - g_SAM
         torch._foreach_mul_(psf, -1.0 / scale)
-        if self.loss_scaler is not None and not torch.isfinite(tensors_norm(psf)):
+        if self.loss_scaler is not None and not torch.isfinite(self._norm(psf)):
             return False
         new = [psf[k] for k in measured]
         stored = [self.state[params[k]]["psf"] for k in measured if "psf" in self.state[params[k]]]
         paired = len(stored) == len(new)
-        self.psf_norm = tensors_norm(new).item()
+        self.psf_norm = self._norm(new).item()
         sample = Sample(self.psf_norm, sgd_norm,
-                        dot=tensors_dot(new, stored).item() if paired else 0.0,
-                        stored_sq=tensors_norm(stored).item() ** 2 if paired else 0.0,
+                        dot=self._dot(new, stored).item() if paired else 0.0,
+                        stored_sq=self._norm(stored).item() ** 2 if paired else 0.0,
                         gap=None if self.last_sampled is None else i - self.last_sampled)
         self.schedule.observe(sample)
         for p, d in zip(params, psf):

@@ -1,0 +1,114 @@
+"""Worker of tests/test_core_fsdp.py, started by torchrun (2 processes, gloo on CPU).
+
+For every case (an optimizer on a layout: ``fully_shard`` or FSDP1) it trains a sharded copy of a
+tiny float64 model for STEPS steps, each rank on its half of the global batch, and, on every
+rank, the unsharded optimizer on the whole global batch. Saves per rank and case the gathered
+weights, the sampling decisions of both runs, or the error a step raised."""
+import copy
+import datetime
+import os
+import sys
+import traceback
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.distributed.fsdp import FullyShardedDataParallel, fully_shard
+
+import arsam
+
+STEPS, N = 5, 6  # steps; samples per rank and step
+ARSAM = dict(start_iter=1, norm_params=None)
+#: name: (optimizer class name, its arguments, whether both ranks get the same batch)
+CASES = {
+    "SAM": ("SAM", {}, False),
+    "ASAM": ("SAM", dict(adaptive=True, rho=0.5), False),
+    "ESAM": ("ESAM", dict(beta=0.6, gamma=1.0), False),
+    "ESAM-SDS": ("ESAM", dict(beta=0.6, gamma=0.5), True),
+    "KSAM": ("KSAM", dict(k1=0.5, k2=0.5), True),
+    "LookSAM": ("LookSAM", dict(k=2), False),
+    "MSAM": ("MSAM", {}, False),
+    "ARSAM-matched": ("ARSAM", dict(ARSAM, schedule="matched"), False),
+    "ARSAM-vsam": ("ARSAM", dict(ARSAM, schedule="vsam", window=2, slices=1, max_rate=1.0),
+                   False),
+    "ARSAM-fixed": ("ARSAM", dict(ARSAM, schedule="fixed", rate=0.5), False),
+}
+LAYOUTS = ("fsdp2", "fsdp1")
+
+
+def net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3)).double()
+
+
+def shard(model, layout):
+    if layout == "fsdp2":
+        for m in (model[0], model[2], model):
+            fully_shard(m)
+        return model
+    return FullyShardedDataParallel(model, device_id=torch.device("cpu"), use_orig_params=True)
+
+
+def full_weights(model, layout):
+    if layout == "fsdp2":
+        return [p.full_tensor().detach().clone() for p in model.parameters()]
+    with FullyShardedDataParallel.summon_full_params(model):
+        return [p.detach().clone() for p in model.parameters()]
+
+
+def make(name, model, args):
+    cls = getattr(arsam, name)
+    return cls(model, torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=1e-3, **args)
+
+
+def closure_for(model, x, y):
+    def closure(indices=None):
+        xs, ys = (x, y) if indices is None else (x[indices], y[indices])
+        return F.cross_entropy(model(xs), ys, reduction="none")
+    return closure
+
+
+def run_case(name, layout, rank, world):
+    cls, args, same_batch = CASES[name]
+    reference = net()
+    sharded = shard(copy.deepcopy(reference), layout)
+    opt, ref_opt = make(cls, sharded, args), make(cls, reference, args)
+    g = torch.Generator().manual_seed(1)
+    record = []
+    for _ in range(STEPS):
+        x = torch.randn(world, N, 5, generator=g, dtype=torch.float64)
+        y = torch.randint(0, 3, (world, N), generator=g)
+        if same_batch:
+            x, y = x[:1].expand_as(x), y[:1].expand_as(y)
+        opt.step(closure_for(sharded, x[rank], y[rank]))
+        ref_opt.step(closure_for(reference, x.flatten(0, 1), y.flatten(0, 1)))
+        record.append(dict(sampled=opt.stats["sampled"], ref_sampled=ref_opt.stats["sampled"],
+                           weights=full_weights(sharded, layout),
+                           ref_weights=[p.detach().clone() for p in reference.parameters()]))
+    return record
+
+
+def main(out_dir):
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=30))
+    rank, world = dist.get_rank(), dist.get_world_size()
+    results = {}
+    only = os.environ.get("ARSAM_ONLY")
+    for layout in LAYOUTS:
+        for name in CASES:
+            if only and f"{layout}:{name}" not in only.split(","):
+                continue
+            try:
+                results[layout, name] = run_case(name, layout, rank, world)
+            except Exception as error:  # the test says which are expected
+                results[layout, name] = f"{type(error).__name__}: {error}"
+                if os.environ.get("ARSAM_DEBUG"):
+                    traceback.print_exc()
+            dist.barrier()
+    torch.save(results, f"{out_dir}/rank{rank}.pt")
+    dist.barrier()  # every rank done with the group's work before it is torn down
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
