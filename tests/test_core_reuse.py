@@ -77,6 +77,15 @@ def never_sample(opt, monkeypatch):
     monkeypatch.setattr(opt.schedule, "decide", lambda generator: False)
 
 
+def sampled_steps(opt, problem, n):
+    """Take ``n`` steps; whether each was sampled."""
+    sampled = []
+    for _ in range(n):
+        opt.step(problem.closure)
+        sampled.append(opt.stats["sampled"])
+    return sampled
+
+
 # --------------------------------------------------------------------------- Eqs. 16-17
 @pytest.mark.parametrize("reuse_steps, weights", [
     (2, [0.5, 0.25, 0.0, 0.0]),        # reused while k <= reuse_steps, then plain g_SGD
@@ -128,10 +137,7 @@ def test_warm_up_in_epochs_is_plain_sam_for_that_many_steps(monkeypatch):
                       warmup_epochs=1.5, steps_per_epoch=2)
     assert opt.warmup_steps() == 3
     never_sample(opt, monkeypatch)
-    sampled = []
-    for _ in range(5):
-        opt.step(problem.closure)
-        sampled.append(opt.stats["sampled"])
+    sampled = sampled_steps(opt, problem, 5)
     assert sampled == [True, True, True, False, False]
 
 
@@ -170,10 +176,7 @@ def test_without_the_run_length_the_default_has_no_warm_up_and_samples_the_first
     opt = arsam.ARSAM(problem.parameters(), torch.optim.SGD, rho=0.1, lr=0.1, model=problem)
     assert opt.warmup_steps() == 0
     never_sample(opt, monkeypatch)
-    sampled = []
-    for _ in range(3):
-        opt.step(problem.closure)
-        sampled.append(opt.stats["sampled"])
+    sampled = sampled_steps(opt, problem, 3)
     assert sampled == [True, False, False]
 
 
@@ -200,10 +203,7 @@ def test_the_first_window_after_warm_up_takes_its_whole_quota():
     problem = Problem()
     opt = reuse_opt(problem, start_iter=None, warmup_epochs=3, steps_per_epoch=1, window=4,
                     slices=1, init_samples=2, alpha=0.0)
-    sampled = []
-    for _ in range(3 + 8):
-        opt.step(problem.closure)
-        sampled.append(opt.stats["sampled"])
+    sampled = sampled_steps(opt, problem, 3 + 8)
     assert sampled[:3] == [True] * 3
     assert sum(sampled[3:7]) == 2 and sum(sampled[7:11]) == 2
 

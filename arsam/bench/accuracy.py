@@ -3,8 +3,8 @@
 Symmetric label noise on the training labels (test labels clean) on: digits (scikit-learn,
 offline; the quick toy) with SmallCNN (width 64) at ρ = 0.3, the setting where SAM beats SGD by
 10-20 points; Fashion-MNIST (``make data``; ``--data-root`` or ``ARSAM_DATA``) with SmallResNet
-(width 16, BatchNorm, 3 residual blocks), batch 64, lr 0.05, ρ = 0.2 (the demo's setting); or CIFAR-10/100 with the CIFAR ResNet-18 when
-the data is under ``--data-root``.
+(width 16, BatchNorm, 3 residual blocks), batch 64, lr 0.05, ρ = 0.2 (the demo's setting);
+or CIFAR-10/100 with the CIFAR ResNet-18 when the data is under ``--data-root``.
 For each seed every optimizer trains its own model from the same initialization on the same
 batches, the optimizers interleaved step by step so that drift of the machine hits all alike.
 Times are the wall time of the training steps only (evaluation excluded); images/s is the
