@@ -62,6 +62,14 @@ def _total_norm(norms):
     return torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))
 
 
+def add_grads(total, grads):
+    """``total`` + ``grads`` (lists aligned on the parameters; None: no gradient), in place."""
+    pairs = [(t, g) for t, g in zip(total, grads) if t is not None and g is not None]
+    if pairs:
+        torch._foreach_add_(*map(list, zip(*pairs)))
+    return [g if t is None else t for t, g in zip(total, grads)]
+
+
 # ----------------------------------------------------------------------------- sharded layouts
 def _is_dtensor(t):
     return isinstance(t, DTensor)
@@ -270,10 +278,23 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         self._perturbed = []
         self._passes = 0
         self._batch_size = None  # per-sample losses in the step's full-batch passes
+        #: set by integrations that run accumulated micro-batches without DDP's synchronization
+        #: (the mmengine wrappers): averages gradients over the replicas in place
+        self.replica_mean = None
+        self._micro = 0          # micro-batches accumulated for the coming step
+        self._sum = None         # their update gradients' sum, kept out of .grad
+        self._losses = []        # their losses at w
+        self._skip = False       # a micro-batch was not finite: the step is skipped
+        self._draws = None       # (micro-batch that last replayed, generator at step start)
+        self._after_draws = None  # the generator after the first micro-batch's draws
 
     # ----------------------------------------------------------------------------- the step
     def step(self, closure: Optional[Closure] = None) -> torch.Tensor:
-        """One optimization step; returns the (detached) loss at w (NaN for a skipped step)."""
+        """One optimization step; returns the (detached) loss at w (NaN for a skipped step).
+
+        ``step(closure)`` takes it on one batch; ``step()`` on the micro-batches given to
+        :meth:`accumulate` since the last step (gradient accumulation).
+        """
         loss = self.compute_gradient(closure)
         if self.stats.get("skipped"):
             return loss
@@ -284,35 +305,164 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
             self.loss_scaler.update()
         return loss
 
-    def compute_gradient(self, closure: Closure) -> torch.Tensor:
+    def compute_gradient(self, closure: Optional[Closure] = None) -> torch.Tensor:
         """Leave the update gradient in ``.grad`` with the weights back at w; return the loss at w.
 
-        If anything raises, the weights are restored, the step's gradients cleared, the
-        generator rewound and no state changed; the exception propagates. A step skipped by
-        ``skip_nonfinite`` ends the same way, with no gradient (``.grad`` None: the base
-        optimizer's step leaves the weights alone), ``stats['skipped']`` True and a NaN loss.
+        With ``closure``: of that batch (accumulated micro-batches, if any, count as well).
+        Without: of the micro-batches given to :meth:`accumulate`, the mean of their update
+        gradients. If anything raises, the weights are restored, the step's gradients (the
+        accumulated ones too) cleared, the generator rewound and no state changed; the exception
+        propagates. A step skipped by ``skip_nonfinite`` ends the same way, with no gradient
+        (``.grad`` None: the base optimizer's step leaves the weights alone), ``stats['skipped']``
+        True and a NaN loss.
+        """
+        if closure is None and not self._micro:
+            raise TypeError("closure must be callable, got NoneType (without a closure the step "
+                            "is taken on the micro-batches given to accumulate(), and none was)")
+        try:
+            if closure is not None:
+                self.accumulate(closure)
+            return self._finish()
+        except BaseException:
+            self._discard()
+            raise
+
+    def accumulate(self, closure: Closure) -> torch.Tensor:
+        """Gradient accumulation: one micro-batch of the coming step; returns its loss at w.
+
+        Each micro-batch gets the algorithm's own computation on its own batch, as each DDP
+        replica does (its own ascent: the SAM paper's m-sharpness), and the next ``step()``
+        updates with the mean of their update gradients, once: n micro-batches equal one n times
+        larger batch split over n DDP ranks (``sync_ascent=False``)::
+
+            for x, y in zip(inputs.chunk(n), targets.chunk(n)):
+                opt.accumulate(make_closure(x, y))  # closure(indices=None) on that micro-batch
+            opt.step()
+
+        A closure must hold its own micro-batch (ARSAM calls it again at ``step()``: no lambda
+        over the loop's variables). The step's decisions and random draws are its first
+        micro-batch's, shared by the others (as every DDP rank draws the same): ESAM's SWP
+        selection, ARSAM's sampling; ARSAM's SAM gradients are taken at ``step()``, at the ascent
+        of the mean g_SGD, as under DDP. Between calls ``.grad`` is None (the sum is kept aside:
+        ``zero_grad`` cannot lose it). A micro-batch that raises adds nothing and leaves the
+        weights at w, the earlier ones kept. With ``skip_nonfinite`` a non-finite micro-batch
+        skips the whole step (the step's other micro-batches run no pass), as under DDP.
         """
         if not callable(closure):
             raise TypeError(f"closure must be callable, got {type(closure).__name__}")
+        if self._micro and not self.accumulates:
+            raise NotImplementedError(
+                f"{type(self).__name__} does not accumulate gradients over micro-batches (its "
+                "step needs the whole batch's gradient at w); use one batch per step")
+        if self._micro and self.shard_group is not None:
+            raise NotImplementedError("gradient accumulation with sharded parameters (FSDP) is "
+                                      "not supported; use one batch per step")
+        if self._skip:
+            self.cancel_first_pass()  # what an integration prepared for this micro-batch
+            self._micro += 1
+            return torch.tensor(math.nan)
         generator_state = self.generator.get_state()
+        first = not self._micro
+        if first:
+            self.stats = dict(sampled=True, sampling_rate=1.0, psf_norm=None,
+                              forward_samples=0, backward_samples=0)
+            if self.skip_nonfinite:
+                self.stats["skipped"] = False
+        stats = dict(self.stats)
         self._passes, self._batch_size = 0, None
-        self.stats = dict(sampled=True, sampling_rate=1.0, psf_norm=None,
-                          forward_samples=0, backward_samples=0)
-        if self.skip_nonfinite:
-            self.stats["skipped"] = False
         try:
+            self.replay_draws()
+            if first:
+                self._begin_step()
             with torch.enable_grad(), self._batchnorm_stats_once():
                 loss = self._gradient(closure)
         except _NonFiniteStep:
             self._undo(generator_state)
-            self.skipped_steps += 1
-            self.stats.update(skipped=True, sampled=False, sampling_rate=None, psf_norm=None)
+            self._skip = True
+            self._micro += 1
+            self._sum = None
             return torch.tensor(math.nan)
         except BaseException:
             self._undo(generator_state)
+            self._draws = None if first else (None, self._draws[1])
+            self.stats = stats
             raise
+        if first:
+            self._after_draws = self.generator.get_state()
+        grads = [p.grad for p in self._params()]
+        self.zero_grad(set_to_none=True)
+        self._sum = grads if self._sum is None else add_grads(self._sum, grads)
+        self._losses.append(loss.detach())
+        self._micro += 1
+        return loss.detach()
+
+    def replay_draws(self) -> None:
+        """Make this micro-batch draw what the step's first one drew: it starts from the
+        generator state the first one started from (called before its first draw)."""
+        micro, start = self._draws or (None, None)
+        if micro == self._micro:
+            return
+        if not self._micro:
+            start = self.generator.get_state()
+        else:
+            self.generator.set_state(start)
+        self._draws = (self._micro, start)
+
+    def _finish(self):
+        """The step on the accumulated micro-batches: their mean update gradient in ``.grad``
+        (averaged over the replicas by ``replica_mean``), then :meth:`_complete_step`."""
+        n, losses = self._micro, torch.stack(self._losses).mean() if self._losses else None
+        if self._skip:
+            self._discard()
+            self.skipped_steps += 1
+            self.stats.update(skipped=True, sampled=False, sampling_rate=None, psf_norm=None)
+            return torch.tensor(math.nan)
+        self.generator.set_state(self._after_draws)
+        grads = self._mean(self._sum, n)
+        for p, g in zip(self._params(), grads):
+            p.grad = g
+        self._sum = None
+        self._passes = 1  # the step's passes here are no micro-batch's first: BatchNorm frozen
+        try:
+            with torch.enable_grad(), self._batchnorm_stats_once():
+                self._complete_step(n)
+        except _NonFiniteStep:
+            self._micro, self._skip = n, True
+            return self._finish()
+        self._micro, self._losses, self._draws = 0, [], None
         self.iteration += 1
-        return loss
+        return losses
+
+    def _mean(self, grads, n):
+        """The replicas' (``replica_mean``) and ``n`` micro-batches' mean of summed ``grads``."""
+        present = [g for g in grads if g is not None]
+        if self.replica_mean is not None:
+            self.replica_mean(present)
+        if n > 1:
+            torch._foreach_div_(present, n)
+        return grads
+
+    def _discard(self):
+        """Drop the accumulated micro-batches: weights at w, no gradient, generator at the step's
+        start, the step's pending decisions undone."""
+        self._restore()
+        self.zero_grad(set_to_none=True)
+        if self._draws is not None and self._draws[1] is not None:
+            self.generator.set_state(self._draws[1])
+        self._micro, self._sum, self._losses, self._skip, self._draws = 0, None, [], False, None
+        self._discard_step()
+
+    #: whether the algorithm takes a step over several micro-batches (:meth:`accumulate`)
+    accumulates = True
+
+    def _begin_step(self) -> None:
+        """What the algorithm decides once per step, before the first micro-batch: nothing."""
+
+    def _complete_step(self, n: int) -> None:
+        """The step's work after its ``n`` micro-batches, on their mean in ``.grad``: nothing."""
+
+    def _discard_step(self) -> None:
+        """Forget what :meth:`_begin_step` and the micro-batches set up: nothing here."""
 
     def _find_shard_group(self, shard_group):
         """The group over which the parameters are sharded: ``shard_group``, that of the FSDP1

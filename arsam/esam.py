@@ -55,9 +55,9 @@ class ESAM(SharpnessAwareOptimizer):
     def needs_per_sample_losses(self) -> bool:  # type: ignore[override]
         return self.gamma < 1
 
-    def compute_gradient(self, closure):
-        loss = super().compute_gradient(closure)
-        self._swp_mask = None
+    def accumulate(self, closure):
+        loss = super().accumulate(closure)
+        self._swp_mask = None  # drawn and used: a later micro-batch's draw replays it
         return loss
 
     def _undo(self, generator_state):
@@ -93,9 +93,11 @@ class ESAM(SharpnessAwareOptimizer):
         forward builds no graph for the unchosen tensors, as in the official code. The next
         :meth:`compute_gradient` uses this selection and turns the flags back on after its
         ascent pass; :meth:`cancel_swp_mask` undoes it. Called again, it first cancels the
-        pending selection (so it draws the same one).
+        pending selection (so it draws the same one); the micro-batches of one step
+        (:meth:`accumulate`) draw the same one too.
         """
         self.cancel_swp_mask()
+        self.replay_draws()  # every micro-batch of a step draws the same selection
         state = self.generator.get_state()
         params = [p for p in self._params() if p.requires_grad]
         off = []

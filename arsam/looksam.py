@@ -22,6 +22,8 @@ class LookSAM(SharpnessAwareOptimizer):
     """
 
     persistent = ("g_v",)
+    #: its step projects the whole batch's g_SAM on the whole batch's g (no micro-batches)
+    accumulates = False
 
     def __init__(self, params: Params, base_optimizer: BaseOptimizer, rho: float = 0.05,
                  k: int = 5, alpha: float = 0.7, **kwargs: Any) -> None:

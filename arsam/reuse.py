@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import torch
 
 from ._types import BaseOptimizer, Closure, Params
-from .engine import SharpnessAwareOptimizer, check_arg, is_number
+from .engine import SharpnessAwareOptimizer, add_grads, check_arg, is_number
 from .schedules import SCHEDULES, Sample, Schedule
 
 
@@ -73,25 +73,49 @@ class ARSAM(SharpnessAwareOptimizer):
         self._warned_warmup = False
         self.last_sampled = None  # i*
         self.psf_norm = None      # ‖PSF_{i*}‖ on the measured tensors
+        self._warmup = self._sampled = False  # this step's decisions (_begin_step)
+        self._replays = []        # (closure, batch size) of a sampled step's micro-batches
 
     # ----------------------------------------------------------------------------- Algorithm 1
-    def _gradient(self, closure: Closure) -> torch.Tensor:
-        i = self.iteration + 1
+    def _begin_step(self) -> None:
+        """Whether this step is sampled: decided once, before its first micro-batch."""
         if isinstance(self.norm_params, (tuple, list)) and self.model is None:
             raise ValueError("norm_params given as parameter-name prefixes needs the model "
                              "(model=; the mmengine wrappers set it)")
-        warmup = i <= self.warmup_steps()
+        self._warmup = self.iteration + 1 <= self.warmup_steps()
         # the first step is sampled whatever the schedule says: Eq. 17 needs a stored PSF
-        sampled = warmup or self.last_sampled is None or self.schedule.decide(self.generator)
+        self._sampled = (self._warmup or self.last_sampled is None
+                         or self.schedule.decide(self.generator))
+        self._replays = []
+
+    def _gradient(self, closure: Closure) -> torch.Tensor:
+        """A micro-batch's g_SGD = ∇L(w), in .grad; its SAM pass waits for the step's ε."""
+        loss = self._pass(closure)
+        if self._sampled:
+            self._replays.append((closure, self._batch_size))
+        return loss.mean()
+
+    def _complete_step(self, n: int) -> None:
+        """Eq. 16 or 17 on the step's mean g_SGD (in .grad): on a sampled step ε is taken from
+        it and each micro-batch's closure runs again at w + ε (as DDP's ranks, whose g_SGD is
+        all-reduced before their ascent), else the stored PSF is added."""
+        i = self.iteration + 1
+        sampled, warmup = self._sampled, self._warmup
         self.stats["sgd_norm"] = None  # measured on sampled steps (_store_psf)
-        loss = self._pass(closure)                       # g_SGD = ∇L(w), in .grad
         params = [p for g in self.param_groups for p in self._with_grad(g)]
         scale = 1.0 if self.loss_scaler is None else self.loss_scaler.get_scale()
         if sampled:
             g_sgd = [p.grad for p in params]
             self._perturb()
-            self._pass(closure)                          # g_SAM = ∇L(w + ε): Eq. 16's update
+            total = None
+            for closure, batch_size in self._replays:
+                self._batch_size = batch_size
+                self._pass(closure)                      # g_SAM = ∇L(w + ε): Eq. 16's update
+                grads = [p.grad for p in params]
+                total = grads if total is None else add_grads(total, grads)
             self._restore()
+            for p, g in zip(params, self._mean(total, n)):
+                p.grad = g
             sampled = self._store_psf(i, params, g_sgd, scale)
         elif self.last_sampled is not None:             # Eq. 17: g_SGD + c·PSF_{i*}
             c = self.schedule.weight(i - self.last_sampled)
@@ -103,7 +127,10 @@ class ARSAM(SharpnessAwareOptimizer):
             self.schedule.advance(sampled)
         self.stats.update(sampled=sampled, psf_norm=self.psf_norm,
                           sampling_rate=1.0 if warmup else self.schedule.rate)
-        return loss.mean()
+        self._replays = []
+
+    def _discard_step(self) -> None:
+        self._replays = []
 
     def _store_psf(self, i: int, params: List[torch.Tensor], g_sgd: List[torch.Tensor],
                    scale: float) -> bool:
