@@ -8,7 +8,9 @@ import sys
 import pytest
 import torch
 from core_accum_worker import ACCUM_CASES, STEPS, parts
-from core_cases import closure_for, data, make, net
+from core_cases import closure_for, make, net, sam_every_step
+from test_core_protocol import assert_unchanged, snapshot
+from test_core_safety import failing
 
 WORLD = 2
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -64,3 +66,104 @@ def test_accumulation_differs_from_one_big_batch():
     not that of any split."""
     ours, whole = accumulated("SAM", 2), accumulated("SAM", 1)
     assert not torch.allclose(ours[-1]["weights"][0], whole[-1]["weights"][0], atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- failures
+def started(name, steps=3, **kwargs):
+    """A model and optimizer after ``steps`` accumulated steps (momentum, PSF, schedule)."""
+    model = net()
+    opt = make(name, model.parameters(), **{**ACCUM_CASES[name], **kwargs})
+    for step in range(steps):
+        for x, y in parts(step, 2):
+            opt.accumulate(closure_for(model, x, y))
+        opt.step()
+    return model, opt
+
+
+def weights(model):
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def assert_equal(a, b):
+    for p, q in zip(a, b):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+#: passes of one micro-batch in accumulate() (ARSAM's SAM pass comes at step())
+MICRO_PASSES = {"SAM": 2, "ESAM": 3, "KSAM": 3, "PeriodicSAM": 2, "MSAM": 1, "ARSAM-fixed": 1}
+
+
+@pytest.mark.parametrize("name, fail_on", [(n, f) for n, k in MICRO_PASSES.items()
+                                           for f in range(1, k + 1)])
+def test_a_micro_batch_that_fails_adds_nothing(name, fail_on):
+    """The failed micro-batch leaves the weights at w and no gradient; the earlier one is kept:
+    given again, the step is bit for bit the one that never failed."""
+    clean, clean_opt = started(name, **sam_every_step(name))
+    model, opt = started(name, **sam_every_step(name))
+    (x0, y0), (x1, y1) = parts(9, 2)
+    opt.accumulate(closure_for(model, x0, y0))
+    before = weights(model)
+    with pytest.raises(RuntimeError, match="^boom$"):
+        opt.accumulate(closure_for(model, x1, y1, edit=failing(fail_on)))
+    assert_equal(weights(model), before)
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())
+    opt.zero_grad()  # between micro-batches: the accumulated sum is kept aside
+    opt.accumulate(closure_for(model, x1, y1))
+    opt.step()
+    for x, y in ((x0, y0), (x1, y1)):
+        clean_opt.accumulate(closure_for(clean, x, y))
+    clean_opt.step()
+    assert_equal(weights(model), weights(clean))
+    assert torch.equal(opt.generator.get_state(), clean_opt.generator.get_state())
+
+
+@pytest.mark.parametrize("fail_in", [0, 1])
+def test_arsam_failing_at_step_drops_the_step(fail_in):
+    """ARSAM's SAM passes run at step(): one that raises leaves the weights at w, no gradient,
+    the state (schedule, PSF, generator, iteration) as before the step, nothing accumulated."""
+    model, opt = started("ARSAM-vsam", start_iter=10)  # every step sampled
+    snap = snapshot(model, opt)
+    for j, (x, y) in enumerate(parts(9, 2)):  # each closure's pass 2 is its SAM pass
+        opt.accumulate(closure_for(model, x, y, edit=failing(2) if j == fail_in else None))
+    with pytest.raises(RuntimeError, match="^boom$"):
+        opt.step()
+    assert_unchanged(model, opt, snap)
+    with pytest.raises(TypeError, match="none was"):  # nothing left accumulated
+        opt.step()
+
+
+def test_a_non_finite_micro_batch_skips_the_whole_step():
+    """As under DDP, where every rank skips when one is not finite: the other micro-batches run
+    no pass, the step changes nothing but the skip count."""
+    model, opt = started("SAM", skip_nonfinite=True)
+    snap = snapshot(model, opt)
+    (x0, y0), (x1, y1), (x2, y2) = parts(9, 3)
+    x1 = x1.clone()
+    x1[0, 0] = float("nan")
+    after = closure_for(model, x2, y2)
+    calls = []
+    opt.accumulate(closure_for(model, x0, y0))
+    assert torch.isnan(opt.accumulate(closure_for(model, x1, y1)))
+    opt.accumulate(lambda indices=None: calls.append(indices) or after(indices))
+    assert torch.isnan(opt.step()) and opt.stats["skipped"] and calls == []
+    assert opt.skipped_steps == 1
+    opt.skipped_steps = 0
+    assert_unchanged(model, opt, snap)
+
+
+def test_step_returns_the_mean_loss_and_looksam_refuses_a_second_micro_batch():
+    model = net()
+    opt = make("LookSAM", model.parameters())
+    (x0, y0), (x1, y1) = parts(0, 2)
+    loss = opt.accumulate(closure_for(model, x0, y0))
+    with pytest.raises(NotImplementedError, match="LookSAM does not accumulate gradients"):
+        opt.accumulate(closure_for(model, x1, y1))
+    reference = net()
+    ref_opt = make("LookSAM", reference.parameters())
+    torch.testing.assert_close(opt.step(), loss, rtol=0, atol=0)  # one micro-batch: its loss
+    ref_opt.step(closure_for(reference, x0, y0))
+    assert_equal(weights(model), weights(reference))
+    model = net()
+    sam = make("SAM", model.parameters())
+    losses = [sam.accumulate(closure_for(model, x, y)) for x, y in parts(0, 2)]
+    torch.testing.assert_close(sam.step(), torch.stack(losses).mean(), rtol=0, atol=0)
