@@ -58,8 +58,7 @@ def test_build_passes_extra_keys_to_the_core_and_shares_param_groups():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(accumulative_counts=2), r"accumulative_counts must be 1 for SAMOptimWrapper \(every "
-                                  r"pass .* got 2"),
+    (dict(accumulative_counts=0), r"accumulative_counts must be an int >= 1, got 0"),
     (dict(dtype="float8"), r"dtype must be None or an autocast dtype, one of \('float16', "
                            r"'bfloat16'\) \(str or torch.dtype\), got 'float8'"),
     (dict(dtype=torch.float32, loss_scale="dynamic"), r"dtype must be None or an autocast "

@@ -63,8 +63,8 @@ class CheckBatchSizeHook(Hook):
 
     Without it a K larger than the last, partial batch fails at the end of the first epoch.
     It also tells each core an epoch's length, :func:`steps_per_epoch` of ``train_dataloader``
-    (an epoch is a pass over the training data, in an iteration-based loop too), where the
-    config did not.
+    (an epoch is a pass over the training data, in an iteration-based loop too) in optimizer
+    steps (``accumulative_counts`` iterations each), where the config did not.
     ``ArsamRunner`` registers it; with another Runner add it to ``custom_hooks``.
     """
 
@@ -77,8 +77,9 @@ class CheckBatchSizeHook(Hook):
         for wrapper in wrappers:
             if not isinstance(wrapper.optimizer, SharpnessAwareOptimizer):
                 continue
-            if wrapper.optimizer.steps_per_epoch is None:
-                wrapper.optimizer.steps_per_epoch = steps_per_epoch(runner.train_dataloader)
+            per_epoch = steps_per_epoch(runner.train_dataloader)
+            if wrapper.optimizer.steps_per_epoch is None and per_epoch is not None:
+                wrapper.optimizer.steps_per_epoch = wrapper.steps(per_epoch)  # accumulation
             if n is None:
                 continue
             try:

@@ -52,8 +52,16 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
 
     Args:
         optimizer: the base optimizer built by mmengine's constructor (paramwise_cfg applied).
-        accumulative_counts: must be 1: a sharpness-aware step needs all its passes on one batch
-            (accumulate with a larger batch instead).
+        accumulative_counts: gradient accumulation over this many iterations (an int >= 1;
+            mmengine's ``should_update``/``should_sync``): each iteration's batch is a micro-batch
+            with its own sharpness-aware computation (core ``accumulate``), and the base
+            optimizer steps on the mean of their update gradients every ``accumulative_counts``
+            iterations and at the run's last one (its partial group averaged over its own size,
+            as mmengine's loss factor; a group resumed mid-way over the iterations it has), as
+            one step on that many DDP ranks with ``sync_ascent=False``. Under DDP every pass runs
+            without synchronization and the update gradient is all-reduced once, on the update
+            iteration. Core arguments in steps (``start_iter``, K-SAM's ``k2_halve_at``) count
+            optimizer steps. LookSAM takes 1 only.
         clip_grad: as mmengine's, applied to the final update gradient (unscaled first).
         dtype, loss_scale: mixed precision, as mmengine's AmpOptimWrapper: either one turns on
             autocast for every pass, in ``dtype`` or else the device's default AMP dtype
@@ -82,9 +90,12 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
         if self.core_class is None:
             raise TypeError(f"{name} has no core optimizer; use a registered wrapper: "
                             "SAMOptimWrapper, ..., ARSAMOptimWrapper")
-        check_arg("accumulative_counts", accumulative_counts, accumulative_counts == 1,
-                  f"1 for {name} (every pass of a sharpness-aware step needs the same batch; "
-                  "use a larger batch instead of accumulation)")
+        check_arg("accumulative_counts", accumulative_counts, isinstance(
+            accumulative_counts, int) and not isinstance(accumulative_counts, bool) and (
+            accumulative_counts >= 1), "an int >= 1")
+        check_arg("accumulative_counts", accumulative_counts, accumulative_counts == 1 or
+                  self.core_class.accumulates, f"1 for {name} ({self.core_class.__name__} does "
+                  "not accumulate gradients over micro-batches; use a larger batch)")
         cast_dtype = getattr(torch, dtype) if dtype in AMP_DTYPES else dtype
         check_arg("dtype", dtype, cast_dtype in (None, torch.float16, torch.bfloat16),
                   f"None or an autocast dtype, one of {AMP_DTYPES} (str or torch.dtype)")
@@ -99,7 +110,7 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
         check_arg("sync_ascent", sync_ascent, isinstance(sync_ascent, bool), "a bool")
         check_clip_grad(clip_grad)
         core = self.core_class(None, base_optimizer=optimizer, **core_kwargs)
-        super().__init__(core, clip_grad=clip_grad)
+        super().__init__(core, accumulative_counts=accumulative_counts, clip_grad=clip_grad)
         #: autocast on exactly when AmpOptimWrapper's would be: dtype or loss_scale given
         self.amp = cast_dtype is not None or loss_scale is not None
         self.cast_dtype = cast_dtype  # None under AMP: the device's default (mmengine's autocast)
@@ -156,17 +167,22 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
 
     def update_params(self, loss: torch.Tensor, step_kwargs: Optional[Dict] = None,
                       zero_kwargs: Optional[Dict] = None) -> None:
-        """One sharpness-aware step; ``loss`` is the recorded forward's, reused as first pass."""
+        """One sharpness-aware step, or one micro-batch of it (``accumulative_counts``); ``loss``
+        is the recorded forward's, reused as first pass."""
         calls, self._calls = self._calls, []
         first_losses, self._first_losses = self._first_losses, None
         if len(calls) != 1:
             raise RuntimeError(
                 f"{type(self).__name__}.update_params needs exactly one forward of the model "
                 f"inside optim_context(model) (as BaseModel.train_step does), got {len(calls)}")
+        core = self.optimizer
+        core.replica_mean = self._replica_mean if self._accumulating() else None
         self._inner_count += 1
         self._learn_run_length()
-        self.optimizer.compute_gradient(self._closure(
-            loss if first_losses is None else first_losses, *calls[0]))
+        core.accumulate(self._closure(loss if first_losses is None else first_losses, *calls[0]))
+        if not self.should_update():
+            return
+        core.compute_gradient()
         for key, value in self.optimizer.stats.items():  # undefined now but logged before: NaN
             if value is not None or f"train/{key}" in self.message_hub.log_scalars:
                 self.message_hub.update_scalar(f"train/{key}", math.nan if value is None
@@ -183,9 +199,13 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
         core, hub = self.optimizer, self.message_hub
         max_iters, max_epochs = hub.get_info("max_iters"), hub.get_info("max_epochs")
         if core.total_steps is None and max_iters:
-            core.total_steps = int(max_iters)
+            core.total_steps = math.ceil(int(max_iters) / self._accumulative_counts)
         if core.steps_per_epoch is None and max_iters and max_epochs:
-            core.steps_per_epoch = int(max_iters) // int(max_epochs)
+            core.steps_per_epoch = self.steps(int(max_iters) // int(max_epochs))
+
+    def steps(self, iterations: int) -> int:
+        """Optimizer steps in ``iterations`` train iterations (an epoch's: at least 1)."""
+        return max(1, round(iterations / self._accumulative_counts))
 
     def backward(self, loss: torch.Tensor, **kwargs: Any) -> None:
         raise RuntimeError(f"{type(self).__name__} runs every backward itself: call "
@@ -252,12 +272,13 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
             reuse = (first and indices is None and (recorded.ndim == 1 or not per_sample)
                      and self._grad_flags() == grad_flags)
             first = False
+            synced = self.sync_ascent if self._in_ascent else not self._accumulating()
             if reuse:
-                if recorded.requires_grad and self._is_ddp(model) and (
-                        self.sync_ascent or not self._in_ascent):  # no backward: no all-reduce
-                    recorded.register_hook(self._all_reduce_after_backward)
+                if recorded.requires_grad and self._is_ddp(model) and synced:  # no backward:
+                    recorded.register_hook(self._all_reduce_after_backward)  # no all-reduce
                 return recorded
-            with self._autocast(), frozen_bn_stats(module):
+            with self._autocast(), frozen_bn_stats(module), (
+                    contextlib.nullcontext() if synced else self._no_sync(model)):
                 if indices is None and not per_sample:
                     return module.parse_losses(model(*args, **kwargs))[0]
                 return self._per_sample_losses(model, module, args, kwargs, indices)
@@ -287,6 +308,15 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
 
     def _no_sync(self, model):
         return model.no_sync() if self._is_ddp(model) else contextlib.nullcontext()
+
+    def _accumulating(self):
+        """Accumulation under DDP: the passes run unsynchronized, the core averages the update
+        gradient over the ranks once per step (``replica_mean``)."""
+        return self._accumulative_counts > 1 and self._is_ddp(self._model)
+
+    @staticmethod
+    def _replica_mean(grads):
+        all_reduce_params(grads, op="mean")
 
     @contextlib.contextmanager
     def _ascent_context(self):
