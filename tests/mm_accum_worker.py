@@ -3,13 +3,10 @@ CASES trained through mmengine's Runner with MMDistributedDataParallel and
 ``accumulative_counts=COUNTS``; saves per rank the parameters, the stats of each iteration and
 the gradient synchronizations counted after each iteration (DDP's own all-reduces, through a
 comm hook, and the wrapper's all-reduces of the update gradient)."""
-import os
 import sys
 
-import torch
-import torch.distributed as dist
-from mm_tiny import PerSampleClassifier, TinyClassifier, TinyData, make_model, make_runner, \
-    optim_cfg
+from mm_ddp_worker import run_cases, train_ddp
+from mm_tiny import PerSampleClassifier, TinyClassifier, make_model, optim_cfg
 from mmengine.hooks import Hook
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
@@ -49,27 +46,16 @@ class CountSyncs(Hook):
                                 stats=dict(runner.optim_wrapper.optimizer.stats)))
 
 
-def main(out_dir):
-    dist.init_process_group("gloo")
-    rank = dist.get_rank()
-    reduce = wrappers.all_reduce_params
-    for case, (model_class, kwargs) in CASES.items():
-        count = CountSyncs()
-        runner = make_runner(
-            os.path.join(out_dir, case), make_model(model_class),
-            optim_cfg(f"{case}OptimWrapper", rho=0.05, accumulative_counts=COUNTS, **kwargs),
-            max_iters=ITERS, data=TinyData(n=32), launcher="pytorch", experiment_name=case,
-            custom_hooks=[count],
-            cfg=dict(model_wrapper_cfg=dict(type="MMDistributedDataParallel", device_ids=None,
-                                            broadcast_buffers=False)))
-        runner.train()
+def train_case(out_dir, case):
+    model_class, kwargs = CASES[case]
+    count, reduce = CountSyncs(), wrappers.all_reduce_params
+    try:
+        params = train_ddp(out_dir, case, make_model(model_class), optim_cfg(
+            f"{case}OptimWrapper", rho=0.05, accumulative_counts=COUNTS, **kwargs), count, ITERS)
+    finally:
         wrappers.all_reduce_params = reduce
-        params = {k: v.detach().clone() for k, v in runner.model.module.named_parameters()}
-        torch.save(dict(params=params, record=count.record),
-                   os.path.join(out_dir, f"{case}-{rank}.pt"))
-    dist.barrier()  # every rank done with the group's work before it is torn down
-    dist.destroy_process_group()
+    return dict(params=params, record=count.record)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    run_cases(sys.argv[1], CASES, train_case)

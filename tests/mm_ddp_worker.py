@@ -28,27 +28,38 @@ class RecordStats(Hook):
         self.stats.append(dict(runner.optim_wrapper.optimizer.stats))
 
 
-def main(out_dir):
-    # mmengine's init_dist calls torch.cuda.set_device; on CPU the group is made here and the
-    # Runner (launcher='pytorch') uses it
+def train_ddp(out_dir, case, model, optim_wrapper, hook, max_iters):
+    """Train ``model`` through the Runner under MMDistributedDataParallel on TinyData(n=32) with
+    ``hook``; returns its parameters."""
+    runner = make_runner(
+        os.path.join(out_dir, case), model, optim_wrapper, max_iters=max_iters,
+        data=TinyData(n=32), launcher="pytorch", experiment_name=case, custom_hooks=[hook],
+        cfg=dict(model_wrapper_cfg=dict(type="MMDistributedDataParallel", device_ids=None,
+                                        broadcast_buffers=False)))
+    runner.train()
+    return {k: v.detach().clone() for k, v in runner.model.module.named_parameters()}
+
+
+def run_cases(out_dir, cases, train_case):
+    """On a gloo group (mmengine's init_dist calls torch.cuda.set_device; on CPU the group is
+    made here and the Runner, launcher='pytorch', uses it): save ``train_case(out_dir, case)``
+    for each of ``cases`` per rank."""
     dist.init_process_group("gloo")
-    rank = dist.get_rank()
-    for case, (wrapper, kwargs) in CASES.items():
-        model = make_model(PerSampleClassifier if case == "ksam" else TinyClassifier)
-        record = RecordStats()
-        runner = make_runner(
-            os.path.join(out_dir, case), model, optim_cfg(wrapper, rho=0.05, **kwargs),
-            max_iters=STEPS, data=TinyData(n=32), launcher="pytorch", experiment_name=case,
-            custom_hooks=[record],
-            cfg=dict(model_wrapper_cfg=dict(type="MMDistributedDataParallel", device_ids=None,
-                                            broadcast_buffers=False)))
-        runner.train()
-        params = {k: v.detach().clone() for k, v in runner.model.module.named_parameters()}
-        torch.save(dict(params=params, stats=record.stats),
-                   os.path.join(out_dir, f"{case}-{rank}.pt"))
+    for case in cases:
+        torch.save(train_case(out_dir, case),
+                   os.path.join(out_dir, f"{case}-{dist.get_rank()}.pt"))
     dist.barrier()  # every rank done with the group's work before it is torn down
     dist.destroy_process_group()
 
 
+def train_case(out_dir, case):
+    wrapper, kwargs = CASES[case]
+    model = make_model(PerSampleClassifier if case == "ksam" else TinyClassifier)
+    record = RecordStats()
+    params = train_ddp(out_dir, case, model, optim_cfg(wrapper, rho=0.05, **kwargs), record,
+                       STEPS)
+    return dict(params=params, stats=record.stats)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    run_cases(sys.argv[1], CASES, train_case)
