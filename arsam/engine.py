@@ -13,6 +13,9 @@ is accepted by the optimizers that never select samples). The optimizer reduces 
 runs every backward itself. A closure that breaks the protocol (runs a backward itself, returns
 losses without a graph, non-finite losses or the wrong number of them) raises an error naming the
 problem, with the step undone.
+
+Gradient accumulation: ``accumulate(closure)`` per micro-batch, then ``step()``
+(:meth:`SharpnessAwareOptimizer.accumulate`).
 """
 import contextlib
 import math
@@ -201,9 +204,10 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
             else none: whole tensors (one process; DDP, whose replicas take each their own
             ascent, as in the SAM paper).
 
-    Attributes set by integrations: ``loss_scaler`` (a ``torch.amp.GradScaler``) and
+    Attributes set by integrations: ``loss_scaler`` (a ``torch.amp.GradScaler``),
     ``ascent_context`` (a context-manager factory entered around passes whose gradient is used
-    only for the perturbation, e.g. DDP's ``model.no_sync``).
+    only for the perturbation, e.g. DDP's ``model.no_sync``) and ``replica_mean`` (see
+    :meth:`accumulate`).
 
     Buffers: ``backup``, a copy of w while the weights are perturbed (one weight-sized buffer).
     """
@@ -347,6 +351,12 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         ``zero_grad`` cannot lose it). A micro-batch that raises adds nothing and leaves the
         weights at w, the earlier ones kept. With ``skip_nonfinite`` a non-finite micro-batch
         skips the whole step (the step's other micro-batches run no pass), as under DDP.
+
+        Under DDP the synchronized passes of each micro-batch are all-reduced by DDP (n
+        all-reduces a step). To all-reduce once, run the micro-batches in ``model.no_sync()`` and
+        set ``replica_mean`` to a function that averages a list of gradients over the ranks in
+        place: the step applies it to the summed update gradient (and ARSAM to its summed g_SGD
+        before the ascent), as the mmengine wrappers do. Not with sharded parameters (FSDP).
         """
         if not callable(closure):
             raise TypeError(f"closure must be callable, got {type(closure).__name__}")

@@ -18,6 +18,7 @@ CASES = {
     "ESAM": (PerSampleClassifier, dict(beta=0.5, gamma=0.5)),
     "KSAM": (PerSampleClassifier, dict(k1=0.25, k2=0.5)),
     "ARSAM": (TinyClassifier, dict(schedule="fixed", rate=0.5, start_iter=1)),
+    "SAM-sync_ascent": (TinyClassifier, dict(sync_ascent=True)),
 }
 
 
@@ -51,7 +52,7 @@ def train_case(out_dir, case):
     count, reduce = CountSyncs(), wrappers.all_reduce_params
     try:
         params = train_ddp(out_dir, case, make_model(model_class), optim_cfg(
-            f"{case}OptimWrapper", rho=0.05, accumulative_counts=COUNTS, **kwargs), count, ITERS)
+            f"{case.split('-')[0]}OptimWrapper", rho=0.05, accumulative_counts=COUNTS, **kwargs), count, ITERS)
     finally:
         wrappers.all_reduce_params = reduce
     return dict(params=params, record=count.record)
