@@ -421,7 +421,7 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
     def _finish(self):
         """The step on the accumulated micro-batches: their mean update gradient in ``.grad``
         (averaged over the replicas by ``replica_mean``), then :meth:`_complete_step`."""
-        n, losses = self._micro, torch.stack(self._losses).mean() if self._losses else None
+        n = self._micro
         if self._skip:
             self._discard()
             self.skipped_steps += 1
@@ -439,9 +439,10 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         except _NonFiniteStep:
             self._micro, self._skip = n, True
             return self._finish()
+        loss = torch.stack(self._losses).mean()
         self._micro, self._losses, self._draws = 0, [], None
         self.iteration += 1
-        return losses
+        return loss
 
     def _mean(self, grads, n):
         """The replicas' (``replica_mean``) and ``n`` micro-batches' mean of summed ``grads``."""

@@ -37,9 +37,16 @@ def train(case, world, rank, micro):
             for x, y in mine:
                 opt.accumulate(closure_for(model, x, y))
             opt.step()
-        record.append(dict(stats=dict(opt.stats), generator=opt.generator.get_state(),
-                           weights=[p.detach().clone() for p in model.module.parameters()]))
+        record.append(snapshot(opt, model.module))
     return record
+
+
+def snapshot(opt, model):
+    """What a step leaves: weights, stats, the generator, ARSAM's stored PSF."""
+    return dict(stats=dict(opt.stats), generator=opt.generator.get_state(),
+                weights=[p.detach().clone() for p in model.parameters()],
+                psf=[opt.state[p]["psf"].clone() for p in model.parameters()
+                     if "psf" in opt.state[p]])
 
 
 def main(out_dir):

@@ -7,9 +7,10 @@ import sys
 
 import pytest
 import torch
-from core_accum_worker import ACCUM_CASES, STEPS, parts
+from core_accum_worker import ACCUM_CASES, STEPS, parts, snapshot
 from core_cases import closure_for, make, net, sam_every_step
-from test_core_protocol import assert_unchanged, snapshot
+from test_core_protocol import assert_unchanged
+from test_core_protocol import snapshot as state_snapshot
 from test_core_safety import failing
 
 WORLD = 2
@@ -38,8 +39,7 @@ def accumulated(case, n):
         for x, y in parts(step, n):
             opt.accumulate(closure_for(model, x, y))
         opt.step()
-        record.append(dict(stats=dict(opt.stats), generator=opt.generator.get_state(),
-                           weights=[p.detach().clone() for p in model.parameters()]))
+        record.append(snapshot(opt, model))
     return record
 
 
@@ -47,11 +47,13 @@ def accumulated(case, n):
 @pytest.mark.parametrize("case", list(ACCUM_CASES))
 def test_accumulation_equals_ddp_with_per_replica_ascent(ddp, case, micro):
     """WORLD·micro accumulated micro-batches = WORLD ranks of ``micro`` micro-batches each, step
-    for step: weights, ARSAM's decisions and PSF norms, the generator (ESAM's draws)."""
+    for step: weights, ARSAM's decisions, stored PSF and its norm, the generator (ESAM's
+    draws)."""
     ours, ranks = accumulated(case, WORLD * micro), [r[(case, micro)] for r in ddp]
     for step, (mine, *theirs) in enumerate(zip(ours, *ranks)):
         for other in theirs:
-            for p, q in zip(mine["weights"], other["weights"]):
+            assert len(mine["psf"]) == len(other["psf"])
+            for p, q in zip(mine["weights"] + mine["psf"], other["weights"] + other["psf"]):
                 torch.testing.assert_close(p, q, **TIGHT, msg=lambda m: f"step {step}: {m}")
             assert torch.equal(mine["generator"], other["generator"])
             for key in ("sampled", "psf_norm"):
@@ -122,7 +124,7 @@ def test_arsam_failing_at_step_drops_the_step(fail_in):
     """ARSAM's SAM passes run at step(): one that raises leaves the weights at w, no gradient,
     the state (schedule, PSF, generator, iteration) as before the step, nothing accumulated."""
     model, opt = started("ARSAM-vsam", start_iter=10)  # every step sampled
-    snap = snapshot(model, opt)
+    snap = state_snapshot(model, opt)
     for j, (x, y) in enumerate(parts(9, 2)):  # each closure's pass 2 is its SAM pass
         opt.accumulate(closure_for(model, x, y, edit=failing(2) if j == fail_in else None))
     with pytest.raises(RuntimeError, match="^boom$"):
@@ -136,7 +138,7 @@ def test_a_non_finite_micro_batch_skips_the_whole_step():
     """As under DDP, where every rank skips when one is not finite: the other micro-batches run
     no pass, the step changes nothing but the skip count."""
     model, opt = started("SAM", skip_nonfinite=True)
-    snap = snapshot(model, opt)
+    snap = state_snapshot(model, opt)
     (x0, y0), (x1, y1), (x2, y2) = parts(9, 3)
     x1 = x1.clone()
     x1[0, 0] = float("nan")
