@@ -51,8 +51,9 @@ def train_case(out_dir, case):
     model_class, kwargs = CASES[case]
     count, reduce = CountSyncs(), wrappers.all_reduce_params
     try:
-        params = train_ddp(out_dir, case, make_model(model_class), optim_cfg(
-            f"{case.split('-')[0]}OptimWrapper", rho=0.05, accumulative_counts=COUNTS, **kwargs), count, ITERS)
+        optim = optim_cfg(f"{case.split('-')[0]}OptimWrapper", rho=0.05,
+                          accumulative_counts=COUNTS, **kwargs)
+        params = train_ddp(out_dir, case, make_model(model_class), optim, count, ITERS)
     finally:
         wrappers.all_reduce_params = reduce
     return dict(params=params, record=count.record)
