@@ -11,12 +11,13 @@ import torch
 import torch.nn.functional as F
 from mm_accum_worker import CASES as DDP_CASES
 from mm_accum_worker import COUNTS, ITERS
-from mm_tiny import PerSampleClassifier, TinyClassifier, TinyData, make_model, make_runner, \
-    optim_cfg
+from mm_tiny import BATCH, PerSampleClassifier, TinyClassifier, TinyData, assert_same_weights, \
+    make_model, make_runner, optim_cfg
 from mmengine.hooks import Hook
 from mmengine.optim import build_optim_wrapper
 
 import arsam
+from arsam.mmlab.runner import ArsamRunner
 
 TIGHT = dict(rtol=1e-6, atol=1e-6)
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -30,18 +31,28 @@ CASES = {  # the model class (the per-sample protocol where needed), the core's 
 }
 
 
-def accumulated(model, name, groups, **kwargs):
-    """A copy of ``model`` trained by the core alone, one step per group of micro-batches."""
+def accumulated(model, name, groups, clip=None, amp_dtype=None, **kwargs):
+    """A copy of ``model`` trained by the core alone, one step per group of micro-batches
+    (``clip``: the mean update gradient's max norm; ``amp_dtype``: autocast)."""
     model = copy.deepcopy(model).train()
     opt = getattr(arsam, name)(model.parameters(), base_optimizer=torch.optim.SGD, lr=0.1,
                                momentum=0.9, weight_decay=5e-4, model=model, rho=0.05, **kwargs)
+
+    def closure(x, y):
+        def losses(indices=None):
+            with torch.autocast("cpu", dtype=amp_dtype, enabled=amp_dtype is not None):
+                return F.cross_entropy(model.logits(x if indices is None else x[indices]),
+                                       y if indices is None else y[indices], reduction="none")
+        return losses
+
     stats = []
     for group in groups:
         for x, y in group:
-            opt.accumulate(lambda indices=None, x=x, y=y: F.cross_entropy(
-                model.logits(x if indices is None else x[indices]),
-                y if indices is None else y[indices], reduction="none"))
-        opt.step()
+            opt.accumulate(closure(x, y))
+        opt.compute_gradient()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.base_optimizer.step()
         stats.append(dict(opt.stats))
     return model, stats
 
@@ -79,6 +90,44 @@ def test_runner_accumulation_equals_the_core_on_the_micro_batches(tmp_path, name
     assert [s["sampled"] for s in stats] == [record.sampled[i] for i in (1, 3, 5, 6)]
     if name.startswith(("ARSAM", "VSAM")):
         assert not all(s["sampled"] for s in stats)  # reuse steps included
+
+
+def test_loss_scale_and_clip_grad_act_on_the_mean_update_gradient(tmp_path):
+    """bf16 autocast with a static loss scale (a power of two: exact) and clip_grad: the wrapper
+    unscales and clips the micro-batches' mean update gradient once per step."""
+    model, data, iters = make_model(TinyClassifier), TinyData(), 6
+    kwargs = CASES["ARSAM"][1]
+    batches = [data.batch(it) for it in range(iters)]
+    groups = [batches[i:i + 2] for i in range(0, iters, 2)]
+    expected, _ = accumulated(model, "ARSAM", groups, clip=0.05, amp_dtype=torch.bfloat16,
+                              **kwargs)
+    unclipped, _ = accumulated(model, "ARSAM", groups, amp_dtype=torch.bfloat16, **kwargs)
+    runner = make_runner(tmp_path, model, optim_cfg(
+        "ARSAMOptimWrapper", rho=0.05, accumulative_counts=2, loss_scale=256.0,
+        clip_grad=dict(max_norm=0.05), **kwargs), max_iters=iters)
+    runner.train()
+    assert model.autocast_log == [True] * len(model.autocast_log)
+    assert_same_weights(runner.model, expected)
+    assert runner.message_hub.get_scalar("train/grad_norm").current() > 0.05  # it did clip
+    with pytest.raises(AssertionError):
+        assert_same_weights(runner.model, unclipped)
+    assert runner.optim_wrapper.state_dict()["loss_scaler"]["scale"] == 256.0
+
+
+@pytest.mark.parametrize("train_cfg, expected", [
+    (dict(by_epoch=False, max_iters=7), (4, 1)),  # 16 samples, batch 8: an epoch is 1 step of 2
+    (dict(by_epoch=True, max_epochs=3), (3, 1)),
+])
+def test_the_run_length_is_in_optimizer_steps(tmp_path, train_cfg, expected):
+    runner = make_runner(tmp_path, make_model(TinyClassifier), optim_cfg(
+        "SAMOptimWrapper", accumulative_counts=2), train_cfg=train_cfg, runner_class=ArsamRunner,
+        train_dataloader=dict(dataset=TinyData(), batch_size=BATCH, num_workers=0,
+                              sampler=dict(type="InfiniteSampler" if not train_cfg["by_epoch"]
+                                           else "DefaultSampler", shuffle=False),
+                              collate_fn=dict(type="default_collate")))
+    runner.train()
+    core = runner.optim_wrapper.optimizer
+    assert (core.total_steps, core.steps_per_epoch) == expected
 
 
 @pytest.mark.parametrize("counts, message", [
