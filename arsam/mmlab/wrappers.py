@@ -18,7 +18,8 @@ Under DDP the recorded forward runs in ``no_sync``; replays go through the DDP m
 ``no_sync`` on the core's ascent passes (per-replica ascent, SAM paper) unless ``sync_ascent``;
 a reused first pass whose gradient must be synchronized is all-reduced by the wrapper at the end
 of its backward. With ``accumulative_counts > 1`` every pass runs in ``no_sync`` and the core
-averages the update gradient over the ranks once per step (its ``replica_mean``). The algorithms live in the core alone; each registered wrapper only names one.
+averages the update gradient over the ranks once per step (its ``replica_mean``). The
+algorithms live in the core alone; each registered wrapper only names one.
 """
 import contextlib
 import functools
