@@ -353,10 +353,11 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         skips the whole step (the step's other micro-batches run no pass), as under DDP.
 
         Under DDP the synchronized passes of each micro-batch are all-reduced by DDP (n
-        all-reduces a step). To all-reduce once, run the micro-batches in ``model.no_sync()`` and
-        set ``replica_mean`` to a function that averages a list of gradients over the ranks in
-        place: the step applies it to the summed update gradient (and ARSAM to its summed g_SGD
-        before the ascent), as the mmengine wrappers do. Not with sharded parameters (FSDP).
+        all-reduces a step). To all-reduce once, run the micro-batches and ``step()`` in
+        ``model.no_sync()`` and set ``replica_mean`` to a function that averages a list of
+        gradients over the ranks in place: the step applies it to the summed update gradient
+        (ARSAM also to its summed g_SGD before the ascent), as the mmengine wrappers do
+        (tests/core_accum_worker.py does both). Not with sharded parameters (FSDP).
         """
         if not callable(closure):
             raise TypeError(f"closure must be callable, got {type(closure).__name__}")

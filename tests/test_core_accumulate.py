@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from core_accum_worker import ACCUM_CASES, STEPS, parts, snapshot
+from core_accum_worker import ACCUM_CASES, MODES, STEPS, parts, snapshot
 from core_cases import closure_for, make, net, sam_every_step
 from test_core_protocol import assert_unchanged
 from test_core_protocol import snapshot as state_snapshot
@@ -43,13 +43,13 @@ def accumulated(case, n):
     return record
 
 
-@pytest.mark.parametrize("micro", [1, 2])
+@pytest.mark.parametrize("micro, once", MODES)
 @pytest.mark.parametrize("case", list(ACCUM_CASES))
-def test_accumulation_equals_ddp_with_per_replica_ascent(ddp, case, micro):
+def test_accumulation_equals_ddp_with_per_replica_ascent(ddp, case, micro, once):
     """WORLD·micro accumulated micro-batches = WORLD ranks of ``micro`` micro-batches each, step
     for step: weights, ARSAM's decisions, stored PSF and its norm, the generator (ESAM's
     draws)."""
-    ours, ranks = accumulated(case, WORLD * micro), [r[(case, micro)] for r in ddp]
+    ours, ranks = accumulated(case, WORLD * micro), [r[(case, micro, once)] for r in ddp]
     for step, (mine, *theirs) in enumerate(zip(ours, *ranks)):
         for other in theirs:
             assert len(mine["psf"]) == len(other["psf"])
