@@ -764,9 +764,12 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
                               **self._extra_state())}
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """Load a :meth:`state_dict`; micro-batches accumulated before are dropped (a state
+        holds whole steps only)."""
         if set(state_dict) != {"base_optimizer", "arsam"}:
             raise ValueError("state_dict must come from an arsam optimizer's state_dict() "
                              f"(keys 'base_optimizer', 'arsam'), got keys {sorted(state_dict)}")
+        self._discard()
         own = state_dict["arsam"]
         self.base_optimizer.load_state_dict(state_dict["base_optimizer"])
         self.param_groups = self.base_optimizer.param_groups  # the base made new group dicts

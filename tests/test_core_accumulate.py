@@ -1,6 +1,7 @@
 """Gradient accumulation (SharpnessAwareOptimizer.accumulate): n micro-batches, each its own
 computation, equal the same run on one n times larger batch split over n DDP ranks with
 per-replica ascent (core_accum_worker.py, 2 gloo processes); failures, skips and refusals."""
+import copy
 import os
 import subprocess
 import sys
@@ -169,3 +170,21 @@ def test_step_returns_the_mean_loss_and_looksam_refuses_a_second_micro_batch():
     sam = make("SAM", model.parameters())
     losses = [sam.accumulate(closure_for(model, x, y)) for x, y in parts(0, 2)]
     torch.testing.assert_close(sam.step(), torch.stack(losses).mean(), rtol=0, atol=0)
+
+
+def test_load_state_dict_drops_the_micro_batches_accumulated_before():
+    """A state holds whole steps: loaded mid-way, the next step is the loaded run's own."""
+    model, opt = started("ARSAM-fixed")
+    state = copy.deepcopy(opt.state_dict())
+    clean, clean_opt = started("ARSAM-fixed")
+    for x, y in parts(9, 2):
+        opt.accumulate(closure_for(model, x, y))
+    opt.load_state_dict(state)
+    assert all(p.grad is None for p in model.parameters())
+    with pytest.raises(TypeError, match="none was"):
+        opt.step()
+    for opt_, model_ in ((opt, model), (clean_opt, clean)):
+        for x, y in parts(10, 2):
+            opt_.accumulate(closure_for(model_, x, y))
+        opt_.step()
+    assert_equal(weights(model), weights(clean))
