@@ -15,6 +15,7 @@ from mm_tiny import BATCH, PerSampleClassifier, TinyClassifier, TinyData, assert
     make_model, make_runner, optim_cfg
 from mmengine.hooks import Hook
 from mmengine.optim import build_optim_wrapper
+from test_mm_resume import Stop, StopAfter
 
 import arsam
 from arsam.mmlab.runner import ArsamRunner
@@ -128,6 +129,33 @@ def test_the_run_length_is_in_optimizer_steps(tmp_path, train_cfg, expected):
     runner.train()
     core = runner.optim_wrapper.optimizer
     assert (core.total_steps, core.steps_per_epoch) == expected
+
+
+def test_a_group_resumed_mid_way_is_averaged_over_the_iterations_it_has(tmp_path):
+    """Saved after iteration 3 of 6 (its micro-batch pending, which a checkpoint does not hold)
+    and resumed: iteration 4 is a group of its own (mmengine's should_update), averaged over
+    itself, then 5-6; the core on those groups is the same run."""
+    kwargs = CASES["ARSAM"][1]
+    data, cfg = TinyData(), optim_cfg("ARSAMOptimWrapper", rho=0.05, accumulative_counts=2,
+                                      **kwargs)
+    hooks = dict(logger=dict(type="LoggerHook", interval=1),
+                 checkpoint=dict(type="CheckpointHook", interval=3, by_epoch=False))
+    first = make_runner(tmp_path, make_model(TinyClassifier), cfg, max_iters=6,
+                        default_hooks=hooks, custom_hooks=[StopAfter(3)], runner_class=ArsamRunner)
+    with pytest.raises(Stop):
+        first.train()
+    resumed = make_runner(tmp_path, make_model(TinyClassifier, seed=1), cfg, max_iters=6,
+                          default_hooks=hooks, resume=True, runner_class=ArsamRunner)
+    resumed.train()
+    b = [data.batch(it) for it in range(6)]
+    expected, _ = accumulated(make_model(TinyClassifier), "ARSAM", [b[0:2], b[3:4], b[4:6]],
+                              **kwargs)
+    lost = ("bn.running_mean", "bn.running_var", "bn.num_batches_tracked")  # iteration 3 ran
+    for (key, got), want in zip(resumed.model.state_dict().items(),
+                                expected.state_dict().values()):
+        if key not in lost:
+            torch.testing.assert_close(got, want, **TIGHT, msg=lambda m: f"{key}: {m}")
+    assert resumed.optim_wrapper.optimizer.iteration == 3
 
 
 @pytest.mark.parametrize("counts, message", [
