@@ -348,9 +348,10 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         micro-batch's, shared by the others (as every DDP rank draws the same): ESAM's SWP
         selection, ARSAM's sampling; ARSAM's SAM gradients are taken at ``step()``, at the ascent
         of the mean g_SGD, as under DDP. Between calls ``.grad`` is None (the sum is kept aside:
-        ``zero_grad`` cannot lose it). A micro-batch that raises adds nothing and leaves the
-        weights at w, the earlier ones kept. With ``skip_nonfinite`` a non-finite micro-batch
-        skips the whole step (the step's other micro-batches run no pass), as under DDP.
+        ``zero_grad`` cannot lose it; during a micro-batch it is one weight-sized buffer more).
+        A micro-batch that raises adds nothing and leaves the weights at w, the earlier ones
+        kept. With ``skip_nonfinite`` a non-finite micro-batch skips the whole step (the step's
+        other micro-batches run no pass), as under DDP.
 
         Under DDP the synchronized passes of each micro-batch are all-reduced by DDP (n
         all-reduces a step). To all-reduce once, run the micro-batches and ``step()`` in
