@@ -127,3 +127,20 @@ def reference(model, core_class, steps, data=None, lr=0.1, between=None, clip=No
 def assert_same_weights(a, b, **tol):
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
         torch.testing.assert_close(x, y, msg=lambda m: f"{name}: {m}", **tol)
+
+
+def assert_equal_states(a, b):
+    """Two (nested) state dicts are equal, tensors bit for bit."""
+    assert type(a) is type(b) or (isinstance(a, dict) and isinstance(b, dict)), (a, b)
+    if isinstance(a, dict):
+        assert list(a) == list(b)
+        for key in a:
+            assert_equal_states(a[key], b[key])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_equal_states(x, y)
+    elif torch.is_tensor(a):
+        assert torch.equal(a, b)
+    else:
+        assert a == b or (a != a and b != b), (a, b)

@@ -13,7 +13,7 @@ import re
 
 import pytest
 import torch
-from mm_tiny import (BATCH, PerSampleClassifier, TinyData, assert_same_weights, make_model,
+from mm_tiny import (BATCH, TinyData, assert_equal_states, assert_same_weights, make_model,
                      make_runner, optim_cfg)
 from mmengine.hooks import Hook
 from mmengine.logging import MessageHub
@@ -109,23 +109,6 @@ def batch(it, data=None):
     """Iteration ``it``'s batch, as the Runner's dataloader gives it to ``train_step``."""
     x, y = (data or TinyData()).batch(it)
     return dict(inputs=x, data_samples=[BaseDataElement(label=label) for label in y])
-
-
-def assert_equal_states(a, b):
-    """Two (nested) state dicts are equal, tensors bit for bit."""
-    assert type(a) is type(b) or (isinstance(a, dict) and isinstance(b, dict)), (a, b)
-    if isinstance(a, dict):
-        assert list(a) == list(b)
-        for key in a:
-            assert_equal_states(a[key], b[key])
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b)
-        for x, y in zip(a, b):
-            assert_equal_states(x, y)
-    elif torch.is_tensor(a):
-        assert torch.equal(a, b)
-    else:
-        assert a == b or (a != a and b != b), (a, b)
 
 
 # ------------------------------------------------------------------- OptimWrapper's own tests
