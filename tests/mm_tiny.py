@@ -4,6 +4,7 @@ import uuid
 
 import torch
 import torch.nn.functional as F
+from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from mmengine.structures import BaseDataElement
@@ -144,3 +145,25 @@ def assert_equal_states(a, b):
         assert torch.equal(a, b)
     else:
         assert a == b or (a != a and b != b), (a, b)
+
+
+class Killed(Exception):
+    """A run killed by :class:`KillAt`."""
+
+
+class KillAt(Hook):
+    """Kill the run at the end of iteration ``iters`` or of epoch ``epochs`` (after
+    CheckpointHook saved), as an interrupted job."""
+
+    priority = "LOWEST"
+
+    def __init__(self, iters=None, epochs=None):
+        self.iters, self.epochs = iters, epochs
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.iter + 1 == self.iters:
+            raise Killed(f"killed after iteration {self.iters}")
+
+    def after_train_epoch(self, runner):
+        if runner.epoch + 1 == self.epochs:
+            raise Killed(f"killed after epoch {self.epochs}")

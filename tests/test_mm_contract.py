@@ -13,8 +13,8 @@ import re
 
 import pytest
 import torch
-from mm_tiny import (BATCH, TinyData, assert_equal_states, assert_same_weights, make_model,
-                     make_runner, optim_cfg)
+from mm_tiny import (BATCH, KillAt, Killed, TinyData, assert_equal_states, assert_same_weights,
+                     make_model, make_runner, optim_cfg)
 from mmengine.hooks import Hook
 from mmengine.logging import MessageHub
 from mmengine.model import BaseModel
@@ -461,32 +461,11 @@ def test_an_optim_wrapper_dict_of_our_wrappers_trains_each_as_its_core(tmp_path)
 
 
 # ----------------------------------------------------------------------- checkpoints, resume
-class Stop(Exception):
-    pass
-
-
-class StopAt(Hook):
-    """Kill the run at the end of iteration or epoch ``n`` (after the checkpoint hook saved)."""
-
-    priority = "LOWEST"
-
-    def __init__(self, n, by_epoch):
-        self.n, self.by_epoch = n, by_epoch
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if not self.by_epoch and runner.iter + 1 == self.n:
-            raise Stop
-
-    def after_train_epoch(self, runner):
-        if self.by_epoch and runner.epoch + 1 == self.n:
-            raise Stop
-
-
 def interrupted(build, work_dir, n, by_epoch):
     """The run of ``build(work_dir, **kwargs)`` killed after its checkpoint at ``n``, then
     resumed to its end; returns the resumed Runner."""
-    first = build(work_dir, custom_hooks=[StopAt(n, by_epoch)])
-    with pytest.raises(Stop):
+    first = build(work_dir, custom_hooks=[KillAt(epochs=n) if by_epoch else KillAt(iters=n)])
+    with pytest.raises(Killed):
         first.train()
     resumed = build(work_dir, resume=True)
     resumed.train()

@@ -43,7 +43,7 @@ default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch
                      logger=dict(type='LoggerHook', interval=1))
 log_processor = dict(by_epoch=False)
 """
-KILLED = "_base_ = ['config.py']\ncustom_hooks = [dict(type='KillAfterIter', iters=2)]\n"
+KILLED = "_base_ = ['config.py']\ncustom_hooks = [dict(type='KillAt', iters=2)]\n"
 # each tool's runs, in one interpreter: argv, and the exception it ends with (None: none)
 DRIVER = """
 import json, runpy, sys
