@@ -432,6 +432,9 @@ class Ensemble(BaseModel):
 
 
 def ensemble_runner(work_dir, model, **kwargs):
+    """A Runner of ``model`` with an OptimWrapperDict, its wrappers built first (while the
+    current message hub is another run's, as in a script that trains twice)."""
+    MessageHub.get_instance(f"earlier-{work_dir}").update_info("max_iters", 1000)
     wrappers = {name: build_optim_wrapper(net, wrapper_cfg(name))
                 for name, net in model.nets.items()}
     schedulers = {name: dict(type="MultiStepLR", milestones=[i % 3 + 1], gamma=0.1,
@@ -453,7 +456,10 @@ def test_an_optim_wrapper_dict_of_our_wrappers_trains_each_as_its_core(tmp_path)
     assert runner.optim_wrapper.get_momentum() == {f"{n}.momentum": [0.9] for n in NAMES}
     for name in NAMES:
         assert_same_weights(runner.model.nets[name], expected[name])
-        assert runner.optim_wrapper[name].optimizer.iteration == STEPS
+        wrapper = runner.optim_wrapper[name]
+        assert wrapper.optimizer.iteration == wrapper.optimizer.total_steps == STEPS
+        assert wrapper.message_hub is runner.message_hub  # the statistics reach the log
+    assert len(runner.message_hub.log_scalars["train/sampled"].data[0]) == len(NAMES) * STEPS
     state = runner.optim_wrapper.state_dict()
     assert list(state) == NAMES
     for name in NAMES:

@@ -28,6 +28,7 @@ from typing import Any, Dict, Iterator, Optional, Union
 import torch
 from mmengine.device import get_device
 from mmengine.dist import all_reduce_params
+from mmengine.logging import MessageHub
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
@@ -179,7 +180,12 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
         ``max_iters``/``max_epochs`` (mmengine's RuntimeInfoHook puts them in the message hub
         before training). ``ArsamRunner``'s CheckBatchSizeHook has set ``steps_per_epoch`` to
         the train dataloader's length before; without it an iteration-based loop counts as one
-        epoch (ARSAM's default warm-up is then 10 % of the run, reuse.py)."""
+        epoch (ARSAM's default warm-up is then 10 % of the run, reuse.py).
+
+        The hub is the current one, the training Runner's, where the statistics and
+        ``grad_norm`` go too: a wrapper built before the Runner (those of an OptimWrapperDict
+        given built) would otherwise keep the hub current when it was built."""
+        self.message_hub = MessageHub.get_current_instance()
         core, hub = self.optimizer, self.message_hub
         max_iters, max_epochs = hub.get_info("max_iters"), hub.get_info("max_epochs")
         if core.total_steps is None and max_iters:
