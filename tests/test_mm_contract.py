@@ -223,6 +223,48 @@ def test_loading_a_base_optimizers_state_is_refused():
         wrapper.load_state_dict(plain.state_dict())
 
 
+class LossNet(nn.Module):
+    """A plain module whose forward returns the loss (``with_batch=False``: the logits)."""
+
+    def __init__(self, with_loss=True):
+        super().__init__()
+        self.net, self.with_loss = make_model(), with_loss
+
+    def forward(self, x, y):
+        logits = self.net.logits(x)
+        return torch.nn.functional.cross_entropy(logits, y) if self.with_loss else logits
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in ("ESAM", "KSAM")])
+def test_the_loop_of_optim_wrappers_docstring_trains_a_plain_module(name):
+    """``with optim_context(model): loss = model(data)``, then ``update_params(loss)``: a module
+    without parse_losses whose forward returns the loss (ESAM and K-SAM need per-sample losses,
+    an mmengine model's protocol)."""
+    model = LossNet()
+    expected, _ = core_run(model.net, name, STEPS)
+    wrapper = build_optim_wrapper(model, wrapper_cfg(name))
+    for it in range(STEPS):
+        with wrapper.optim_context(model):
+            loss = model(*TinyData().batch(it))
+        wrapper.update_params(loss)
+    assert_same_weights(model.net, expected)
+    logits = LossNet(with_loss=False)
+    wrapper = build_optim_wrapper(logits, wrapper_cfg(name))
+    before = copy.deepcopy(dict(logits.named_parameters()))
+    with wrapper.optim_context(logits):
+        out = logits(*TinyData().batch(0))
+    if name == "MSAM":  # one pass, the forward's own: nothing replayed
+        return
+    with pytest.raises(TypeError, match=r"^the forward of LossNet \(not an mmengine BaseModel: "
+                                        r"no parse_losses\) returned \(8, 3\); inside "
+                                        r"optim_context it must return the loss given to "
+                                        r"update_params, a scalar tensor$"):
+        wrapper.update_params(out.logsumexp(1).mean())
+    for key, value in logits.named_parameters():  # the step was undone
+        assert torch.equal(value, before[key]) and value.grad is None, key
+    assert wrapper.optimizer.iteration == 0
+
+
 # ----------------------------------------------------------------- the constructor, schedulers
 @pytest.mark.parametrize("name", NAMES)
 def test_paramwise_cfg_reaches_the_base_optimizers_groups(tmp_path, name):

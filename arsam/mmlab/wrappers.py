@@ -265,7 +265,7 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
                 return recorded
             with self._autocast(), frozen_bn_stats(module):
                 if indices is None and not per_sample:
-                    return module.parse_losses(model(*args, **kwargs))[0]
+                    return loss_of(module, model(*args, **kwargs))
                 return self._per_sample_losses(model, module, args, kwargs, indices)
 
         return closure
@@ -310,6 +310,20 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
             lambda: all_reduce_params([p.grad for p in self.optimizer._params()
                                        if p.grad is not None], op="mean"))
         return grad
+
+
+def loss_of(module, output):
+    """The loss of a forward's ``output``: reduced by the module's ``parse_losses`` (an mmengine
+    BaseModel's, as its train_step does), else the output itself, which must then be the loss
+    (a module trained as in OptimWrapper's docstring: ``loss = model(data)`` in optim_context)."""
+    if callable(getattr(module, "parse_losses", None)):
+        return module.parse_losses(output)[0]
+    if torch.is_tensor(output) and output.ndim == 0:
+        return output
+    shape = tuple(output.shape) if torch.is_tensor(output) else type(output).__name__
+    raise TypeError(f"the forward of {type(module).__name__} (not an mmengine BaseModel: no "
+                    f"parse_losses) returned {shape}; inside optim_context it must return the "
+                    "loss given to update_params, a scalar tensor")
 
 
 def check_per_sample_protocol(wrapper, module, fn):
