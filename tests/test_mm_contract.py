@@ -434,7 +434,8 @@ class Snapshots(Hook):
 def test_an_overflowed_step_is_skipped_and_the_scale_backs_off(tmp_path, name):
     """As AmpOptimWrapper: a step whose gradients overflow changes nothing (weights, the base
     optimizer's state and the algorithm's buffers) and the dynamic scale halves; it grows
-    after ``growth_interval`` good steps."""
+    after ``growth_interval`` good steps. The algorithm counts the step (PeriodicSAM's period,
+    ARSAM's warm-up), as the parameter schedulers count it."""
     model = make_model(bn=False)
     snapshots, steps = Snapshots(), BaseSteps()
     runner = make_runner(tmp_path, model, wrapper_cfg(name, loss_scale=dict(
@@ -447,6 +448,7 @@ def test_an_overflowed_step_is_skipped_and_the_scale_backs_off(tmp_path, name):
         for a, b in zip(snapshots.after[good][:3], snapshots.after[overflowed][:3]):
             assert_equal_states(a, b)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert runner.optim_wrapper.optimizer.iteration == STEPS  # counted, as by the schedulers
 
 
 # ------------------------------------------------------------------------------ OptimWrapperDict
