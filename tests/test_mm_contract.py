@@ -18,7 +18,7 @@ from mm_tiny import (BATCH, KillAt, Killed, TinyData, assert_equal_states, asser
 from mmengine.hooks import Hook
 from mmengine.logging import MessageHub
 from mmengine.model import BaseModel
-from mmengine.optim import OptimWrapper, OptimWrapperDict, build_optim_wrapper
+from mmengine.optim import OptimWrapperDict, build_optim_wrapper
 from mmengine.structures import BaseDataElement
 from torch import nn
 
@@ -77,8 +77,8 @@ def core_run(model, name, steps, paramwise_cfg=None, lrs=None, momenta=None, cli
     wrapper's ``clip_grad`` applied to the update gradient. Returns the model and the log of
     :func:`record_base_steps` (gradients before clipping in ``unclipped``)."""
     model = copy.deepcopy(model).train()
-    base = build_optim_wrapper(model, optim_cfg("OptimWrapper", paramwise_cfg=paramwise_cfg or {},
-                                                )).optimizer
+    cfg = optim_cfg("OptimWrapper", paramwise_cfg=paramwise_cfg or {})
+    base = build_optim_wrapper(model, cfg).optimizer
     core = getattr(arsam, name)(None, base_optimizer=base, model=model, **WRAPPERS[name])
     log, data = [], TinyData()
     record_base_steps(base, log)
@@ -105,9 +105,9 @@ def core_run(model, name, steps, paramwise_cfg=None, lrs=None, momenta=None, cli
     return model, log
 
 
-def batch(it, data=None):
+def batch(it):
     """Iteration ``it``'s batch, as the Runner's dataloader gives it to ``train_step``."""
-    x, y = (data or TinyData()).batch(it)
+    x, y = TinyData().batch(it)
     return dict(inputs=x, data_samples=[BaseDataElement(label=label) for label in y])
 
 
@@ -224,7 +224,7 @@ def test_loading_a_base_optimizers_state_is_refused():
 
 
 class LossNet(nn.Module):
-    """A plain module whose forward returns the loss (``with_batch=False``: the logits)."""
+    """A plain module whose forward returns the loss (``with_loss=False``: the logits)."""
 
     def __init__(self, with_loss=True):
         super().__init__()
@@ -253,7 +253,7 @@ def test_the_loop_of_optim_wrappers_docstring_trains_a_plain_module(name):
     before = copy.deepcopy(dict(logits.named_parameters()))
     with wrapper.optim_context(logits):
         out = logits(*TinyData().batch(0))
-    if name == "MSAM":  # one pass, the forward's own: nothing replayed
+    if name == "MSAM":  # its one pass is the forward's own: no output is replayed, no error
         return
     with pytest.raises(TypeError, match=r"^the forward of LossNet \(not an mmengine BaseModel: "
                                         r"no parse_losses\) returned \(8, 3\); inside "
