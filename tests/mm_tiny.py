@@ -4,6 +4,7 @@ import uuid
 
 import torch
 import torch.nn.functional as F
+from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from mmengine.structures import BaseDataElement
@@ -127,3 +128,42 @@ def reference(model, core_class, steps, data=None, lr=0.1, between=None, clip=No
 def assert_same_weights(a, b, **tol):
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
         torch.testing.assert_close(x, y, msg=lambda m: f"{name}: {m}", **tol)
+
+
+def assert_equal_states(a, b):
+    """Two (nested) state dicts are equal, tensors bit for bit."""
+    assert type(a) is type(b) or (isinstance(a, dict) and isinstance(b, dict)), (a, b)
+    if isinstance(a, dict):
+        assert list(a) == list(b)
+        for key in a:
+            assert_equal_states(a[key], b[key])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_equal_states(x, y)
+    elif torch.is_tensor(a):
+        assert torch.equal(a, b)
+    else:
+        assert a == b or (a != a and b != b), (a, b)
+
+
+class Killed(Exception):
+    """A run killed by :class:`KillAt`."""
+
+
+class KillAt(Hook):
+    """Kill the run at the end of iteration ``iters`` or of epoch ``epochs`` (after
+    CheckpointHook saved), as an interrupted job."""
+
+    priority = "LOWEST"
+
+    def __init__(self, iters=None, epochs=None):
+        self.iters, self.epochs = iters, epochs
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.iter + 1 == self.iters:
+            raise Killed(f"killed after iteration {self.iters}")
+
+    def after_train_epoch(self, runner):
+        if runner.epoch + 1 == self.epochs:
+            raise Killed(f"killed after epoch {self.epochs}")

@@ -6,8 +6,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from mmengine.hooks import Hook
-from mm_tiny import PerSampleClassifier, make_model, make_runner, optim_cfg
+from mm_tiny import KillAt, Killed, PerSampleClassifier, make_model, make_runner, optim_cfg
 
 from arsam.mmlab.runner import ArsamRunner
 
@@ -25,34 +24,17 @@ CASES = {  # the wrapper and its arguments
 }
 
 
-class Stop(Exception):
-    pass
-
-
-class StopAfter(Hook):
-    """Kill the run after ``iters`` iterations (after the checkpoint hook saved)."""
-
-    priority = "LOWEST"
-
-    def __init__(self, iters):
-        self.iters = iters
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if runner.iter + 1 == self.iters:
-            raise Stop
-
-
 def run(work_dir, name, resume=False, stop=None):
     runner = make_runner(
         work_dir, make_model(PerSampleClassifier),
         optim_cfg(f"{CASES[name][0]}OptimWrapper", **CASES[name][1]),
-        max_iters=STEPS, resume=resume, custom_hooks=[StopAfter(stop)] if stop else None,
+        max_iters=STEPS, resume=resume, custom_hooks=[KillAt(iters=stop)] if stop else None,
         runner_class=ArsamRunner,
         param_scheduler=dict(type="MultiStepLR", milestones=[4], gamma=0.1, by_epoch=False),
         default_hooks=dict(logger=dict(type="LoggerHook", interval=1),
                            checkpoint=dict(type="CheckpointHook", interval=STOP, by_epoch=False)))
     if stop:
-        with pytest.raises(Stop):
+        with pytest.raises(Killed):
             runner.train()
     else:
         runner.train()

@@ -30,6 +30,7 @@ from typing import Any, Dict, Iterator, Optional, Union
 import torch
 from mmengine.device import get_device
 from mmengine.dist import all_reduce_params
+from mmengine.logging import MessageHub
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
@@ -197,7 +198,12 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
         ``max_iters``/``max_epochs`` (mmengine's RuntimeInfoHook puts them in the message hub
         before training). ``ArsamRunner``'s CheckBatchSizeHook has set ``steps_per_epoch`` to
         the train dataloader's length before; without it an iteration-based loop counts as one
-        epoch (ARSAM's default warm-up is then 10 % of the run, reuse.py)."""
+        epoch (ARSAM's default warm-up is then 10 % of the run, reuse.py).
+
+        The hub is the current one, the training Runner's, where the statistics and
+        ``grad_norm`` go too: a wrapper built before the Runner (those of an OptimWrapperDict
+        given built) would otherwise keep the hub current when it was built."""
+        self.message_hub = MessageHub.get_current_instance()
         core, hub = self.optimizer, self.message_hub
         max_iters, max_epochs = hub.get_info("max_iters"), hub.get_info("max_epochs")
         if core.total_steps is None and max_iters:
@@ -282,7 +288,7 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
             with self._autocast(), frozen_bn_stats(module), (
                     contextlib.nullcontext() if synced else self._no_sync(model)):
                 if indices is None and not per_sample:
-                    return module.parse_losses(model(*args, **kwargs))[0]
+                    return loss_of(module, model(*args, **kwargs))
                 return self._per_sample_losses(model, module, args, kwargs, indices)
 
         return closure
@@ -336,6 +342,20 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
             lambda: all_reduce_params([p.grad for p in self.optimizer._params()
                                        if p.grad is not None], op="mean"))
         return grad
+
+
+def loss_of(module, output):
+    """The loss of a forward's ``output``: reduced by the module's ``parse_losses`` (an mmengine
+    BaseModel's, as its train_step does), else the output itself, which must then be the loss
+    (a module trained as in OptimWrapper's docstring: ``loss = model(data)`` in optim_context)."""
+    if callable(getattr(module, "parse_losses", None)):
+        return module.parse_losses(output)[0]
+    if torch.is_tensor(output) and output.ndim == 0:
+        return output
+    shape = tuple(output.shape) if torch.is_tensor(output) else type(output).__name__
+    raise TypeError(f"the forward of {type(module).__name__} (not an mmengine BaseModel: no "
+                    f"parse_losses) returned {shape}; inside optim_context it must return the "
+                    "loss given to update_params, a scalar tensor")
 
 
 def check_per_sample_protocol(wrapper, module, fn):
