@@ -11,11 +11,10 @@ import torch
 import torch.nn.functional as F
 from mm_accum_worker import CASES as DDP_CASES
 from mm_accum_worker import COUNTS, ITERS
-from mm_tiny import BATCH, PerSampleClassifier, TinyClassifier, TinyData, assert_same_weights, \
-    make_model, make_runner, optim_cfg
+from mm_tiny import BATCH, KillAt, Killed, PerSampleClassifier, TinyClassifier, TinyData, \
+    assert_same_weights, make_model, make_runner, optim_cfg
 from mmengine.hooks import Hook
 from mmengine.optim import build_optim_wrapper
-from test_mm_resume import Stop, StopAfter
 
 import arsam
 from arsam.mmlab.runner import ArsamRunner
@@ -141,8 +140,8 @@ def test_a_group_resumed_mid_way_is_averaged_over_the_iterations_it_has(tmp_path
     hooks = dict(logger=dict(type="LoggerHook", interval=1),
                  checkpoint=dict(type="CheckpointHook", interval=3, by_epoch=False))
     first = make_runner(tmp_path, make_model(TinyClassifier), cfg, max_iters=6,
-                        default_hooks=hooks, custom_hooks=[StopAfter(3)], runner_class=ArsamRunner)
-    with pytest.raises(Stop):
+                        default_hooks=hooks, custom_hooks=[KillAt(iters=3)], runner_class=ArsamRunner)
+    with pytest.raises(Killed):
         first.train()
     resumed = make_runner(tmp_path, make_model(TinyClassifier, seed=1), cfg, max_iters=6,
                           default_hooks=hooks, resume=True, runner_class=ArsamRunner)
