@@ -8,6 +8,7 @@ inside ``optim_context(model)`` (``BaseModel.train_step``), so steps run through
 step pre-hook records the lr, momentum and gradients its update uses. Accumulation
 (``accumulative_counts``) is issue 17's part 3 and tested there."""
 import copy
+import logging
 import math
 import re
 
@@ -16,7 +17,7 @@ import torch
 from mm_tiny import (BATCH, KillAt, Killed, TinyData, assert_equal_states, assert_same_weights,
                      make_model, make_runner, optim_cfg)
 from mmengine.hooks import Hook
-from mmengine.logging import MessageHub
+from mmengine.logging import MessageHub, MMLogger
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapperDict, build_optim_wrapper
 from mmengine.structures import BaseDataElement
@@ -69,31 +70,37 @@ class BaseSteps(Hook):
             record_base_steps(wrapper.optimizer.base_optimizer, self.log)
 
 
-def core_run(model, name, steps, paramwise_cfg=None, lrs=None, momenta=None, clip=None):
+def core_run(model, name, steps, paramwise_cfg=None, lrs=None, momenta=None, clip=None,
+             groups=None):
     """Train a copy of ``model`` with the core alone on the Runner's batches, its base optimizer
     built by mmengine's constructor (``paramwise_cfg`` applied) as for OptimWrapper.
 
     ``lrs``/``momenta``: the value of every group at each step (schedulers); ``clip``: the
-    wrapper's ``clip_grad`` applied to the update gradient. Returns the model and the log of
-    :func:`record_base_steps` (gradients before clipping in ``unclipped``)."""
+    wrapper's ``clip_grad`` applied to the update gradient; ``groups``: the iterations whose
+    batches each step accumulates (the core's ``accumulate``; default one each, ``steps`` of
+    them). Returns the model and the log of :func:`record_base_steps` (gradients before
+    clipping in ``unclipped``)."""
     model = copy.deepcopy(model).train()
     cfg = optim_cfg("OptimWrapper", paramwise_cfg=paramwise_cfg or {})
     base = build_optim_wrapper(model, cfg).optimizer
     core = getattr(arsam, name)(None, base_optimizer=base, model=model, **WRAPPERS[name])
     log, data = [], TinyData()
     record_base_steps(base, log)
-    for it in range(steps):
-        x, y = data.batch(it)
 
-        def closure(indices=None):
+    def closure(x, y):
+        def losses(indices=None):
             xb, yb = (x, y) if indices is None else (x[indices], y[indices])
             return torch.nn.functional.cross_entropy(model.logits(xb), yb, reduction="none")
-        for group in base.param_groups:
+        return losses
+    for step, group in enumerate(groups or [[it] for it in range(steps)]):
+        for param_group in base.param_groups:
             if lrs is not None:
-                group["lr"] = lrs[it]
+                param_group["lr"] = lrs[step]
             if momenta is not None:
-                group["momentum"] = momenta[it]
-        core.compute_gradient(closure)
+                param_group["momentum"] = momenta[step]
+        for it in group:
+            core.accumulate(closure(*data.batch(it)))
+        core.compute_gradient()
         grads = [p for p in model.parameters() if p.grad is not None]
         unclipped = [p.grad.clone() for p in grads]
         if clip is not None and clip.get("type", "norm") == "norm":
@@ -263,6 +270,110 @@ def test_the_loop_of_optim_wrappers_docstring_trains_a_plain_module(name):
     for key, value in logits.named_parameters():  # the step was undone
         assert torch.equal(value, before[key]) and value.grad is None, key
     assert wrapper.optimizer.iteration == 0
+
+
+# ---------------------------------------------------------------------- gradient accumulation
+#: the wrappers that take accumulative_counts > 1 (LookSAM's refusal and its message:
+#: test_mm_accumulate.py::test_looksam_takes_no_accumulation)
+ACCUMULATING = [name for name in NAMES if name != "LookSAM"]
+TIGHT = dict(rtol=1e-6, atol=1e-7)
+COUNT_STATUS = {  # initialize_count_status(model, init, max) before 7 iterations; the groups
+    "a run of 7": ((0, 7), [[0, 1, 2], [3, 4, 5], [6]]),  # remainder: a group of 1
+    "resumed at 3 of 10": ((3, 10), [[0, 1, 2], [3, 4, 5], [6]]),
+    "not initialized": (None, [[0, 1, 2], [3, 4, 5]]),  # the 7th iteration waits for 2 more
+}
+
+
+@pytest.mark.parametrize("status", sorted(COUNT_STATUS))
+@pytest.mark.parametrize("name", ACCUMULATING)
+def test_update_params_accumulates_and_steps_on_the_groups_mean(name, status):
+    """mmengine's test_update_params with ``accumulative_counts=3``: the base optimizer steps
+    every third call and, once ``initialize_count_status`` gave the run's length, at its last
+    one over the remainder group (mmengine's loss factor: its size); not initialized, the last
+    group waits. ``should_sync()`` before a call is ``should_update()`` after it. Weights stay at
+    w between update calls (no perturbation left, ``.grad`` empty: the core keeps the sum
+    aside), and the gradient each base step applies is the mean over its group's micro-batches:
+    the core's ``accumulate`` on them, then one step."""
+    counts, groups = COUNT_STATUS[status]
+    model = make_model()
+    initial = copy.deepcopy(model)
+    MessageHub.get_instance(f"accumulate-{name}-{status}")  # no other run's length
+    wrapper = build_optim_wrapper(model, wrapper_cfg(name, accumulative_counts=3))
+    if counts is not None:
+        wrapper.initialize_count_status(model, *counts)
+    log = []
+    record_base_steps(wrapper.optimizer.base_optimizer, log)
+    updates = [group[-1] for group in groups]
+    for it in range(7):
+        before = [p.detach().clone() for p in model.parameters()]
+        sync = wrapper.should_sync()
+        model.train_step(batch(it), wrapper)
+        assert sync == wrapper.should_update() == (it in updates), it
+        moved = [not torch.equal(a, b) for a, b in zip(before, model.parameters())]
+        assert moved == [it in updates] * len(moved), it
+        assert len(log) == sum(u <= it for u in updates) and all(
+            p.grad is None for p in model.parameters()), it
+    assert wrapper.inner_count == (counts[0] if counts else 0) + 7
+    assert wrapper.optimizer.iteration == len(groups)
+    expected, reference = core_run(initial, name, None, groups=groups)
+    for ours, ref in zip(log, reference, strict=True):
+        torch.testing.assert_close(ours["grads"], ref["grads"], **TIGHT)
+    if name != "ARSAM":  # the mean of each micro-batch's own step at w (ARSAM: one decision
+        alone = [core_run(initial, name, 1, groups=[[it]])[1][0]["grads"]  # and ascent a group)
+                 for it in groups[0]]
+        torch.testing.assert_close(log[0]["grads"], [torch.stack(g).mean(0) for g in zip(*alone)],
+                                   **TIGHT)
+    if counts is None:  # the pending 7th micro-batch's forward updated BatchNorm's statistics
+        expected.load_state_dict({k: v for k, v in model.state_dict().items()
+                                  if k.startswith("bn.")}, strict=False)
+    assert_same_weights(model, expected, **TIGHT)
+
+
+class MMWarnings(logging.Handler):
+    """The messages logged at WARNING or above to the current MMLogger (mmengine's
+    ``print_log(logger='current')``) while it is attached."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+    def __enter__(self):
+        MMLogger.get_current_instance().addHandler(self)
+        return self.messages
+
+    def __exit__(self, *exc):
+        MMLogger.get_current_instance().removeHandler(self)
+
+
+RESUMED = ("Resumed iteration number is not divisible by `_accumulative_counts` in "
+           "`GradientCumulativeOptimizerHook`, which means the gradient of some iterations is "
+           "lost and the result may be influenced slightly.")
+WITH_BN = ("Gradient accumulative may slightly decrease performance because the model has "
+           "BatchNorm layers.")
+
+
+@pytest.mark.parametrize("bn, counts, init, max_counts, warnings, remainder", [
+    (False, 3, 0, 100, [], 1),
+    (False, 3, 2, 100, [RESUMED], 1),  # iterations 0, 1 of the group are not in the checkpoint
+    (True, 3, 0, 99, [WITH_BN], 0),    # each micro-batch's first pass updates the statistics
+    (True, 1, 2, 100, [], 0),
+])
+@pytest.mark.parametrize("name", ACCUMULATING)
+def test_initialize_count_status_as_mmengines(name, bn, counts, init, max_counts, warnings,
+                                              remainder):
+    """mmengine's test_initialize_iter_status: the run's remainder group and mmengine's two
+    warnings, which hold for our wrappers too (a group resumed mid-way is averaged over the
+    iterations it has, test_mm_accumulate.py; BatchNorm sees micro-batches)."""
+    model = make_model(bn=bn)
+    wrapper = build_optim_wrapper(model, wrapper_cfg(name, accumulative_counts=counts))
+    with MMWarnings() as logged:
+        wrapper.initialize_count_status(model, init, max_counts)
+    assert logged == warnings
+    assert (wrapper.inner_count, wrapper._max_counts, wrapper._remainder_counts) == (
+        init, max_counts, remainder)
 
 
 # ----------------------------------------------------------------- the constructor, schedulers
