@@ -1,8 +1,9 @@
 """Worker of tests/test_mm_accumulate.py, started by torchrun (2 processes, gloo): each case of
 CASES trained through mmengine's Runner with MMDistributedDataParallel and
-``accumulative_counts=COUNTS``; saves per rank the parameters, the stats of each iteration and
-the gradient synchronizations counted after each iteration (DDP's own all-reduces, through a
-comm hook, and the wrapper's all-reduces of the update gradient)."""
+``accumulative_counts=COUNTS`` (ITERS odd: the run's last iteration is a group of its own);
+saves per rank the parameters, the stats of each iteration, ``should_sync()`` before it and the
+gradient synchronizations counted after it (DDP's own all-reduces, through a comm hook, and the
+wrapper's all-reduces of the update gradient)."""
 import sys
 
 from mm_ddp_worker import run_cases, train_ddp
@@ -12,7 +13,7 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
 from arsam.mmlab import wrappers
 
-ITERS, COUNTS = 6, 2
+ITERS, COUNTS = 7, 2
 CASES = {
     "SAM": (TinyClassifier, {}),
     "ESAM": (PerSampleClassifier, dict(beta=0.5, gamma=0.5)),
@@ -24,10 +25,11 @@ CASES = {
 
 class CountSyncs(Hook):
     """DDP's bucket all-reduces (a comm hook) and the wrapper's (``all_reduce_params``), counted
-    after each iteration, with the core's stats."""
+    after each iteration, with the core's stats and the wrapper's ``should_sync()`` before it."""
 
     def __init__(self):
         self.ddp = self.wrapper = 0
+        self.should_sync = None
         self.record = []
 
     def before_train(self, runner):
@@ -42,8 +44,11 @@ class CountSyncs(Hook):
             return reduce(*args, **kwargs)
         wrappers.all_reduce_params = counted
 
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        self.should_sync = runner.optim_wrapper.should_sync()
+
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        self.record.append(dict(ddp=self.ddp, wrapper=self.wrapper,
+        self.record.append(dict(ddp=self.ddp, wrapper=self.wrapper, should_sync=self.should_sync,
                                 stats=dict(runner.optim_wrapper.optimizer.stats)))
 
 

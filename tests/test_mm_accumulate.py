@@ -192,13 +192,16 @@ def ddp(tmp_path_factory):
 
 @pytest.mark.parametrize("name", [case for case in DDP_CASES if "-" not in case])
 def test_under_ddp_one_all_reduce_per_step_and_the_run_of_4_micro_batches(ddp, name):
-    """2 ranks x 2 accumulated iterations = the core on the 4 micro-batches of each step; no
-    pass is synchronized by DDP, the update gradient is all-reduced once, on the update
-    iteration (ARSAM's sampled steps: its mean g_SGD before the ascent, then the update)."""
+    """2 ranks x 2 accumulated iterations = the core on the 4 micro-batches of each step (the
+    run's last iteration: a group of 2); no pass is synchronized by DDP, the update gradient is
+    all-reduced once, on the update iterations, those where mmengine's ``should_sync()`` allows
+    synchronization (ARSAM's sampled steps: its mean g_SGD before the ascent, then the update)."""
     model_class, kwargs = DDP_CASES[name]
     model, data = make_model(model_class), TinyData(n=32)
-    groups = [[data.batch(it, rank=r, world=2) for r in range(2) for it in (i, i + 1)]
-              for i in range(0, ITERS, COUNTS)]
+    starts = range(0, ITERS, COUNTS)
+    groups = [[data.batch(it, rank=r, world=2) for r in range(2)
+               for it in range(i, min(i + COUNTS, ITERS))] for i in starts]
+    updates = [min(i + COUNTS, ITERS) - 1 for i in starts]  # mmengine's should_update
     expected, stats = accumulated(model, name, groups, **kwargs)
     r0, r1 = ddp[name]
     for key, value in expected.named_parameters():
@@ -206,15 +209,12 @@ def test_under_ddp_one_all_reduce_per_step_and_the_run_of_4_micro_batches(ddp, n
         torch.testing.assert_close(r1["params"][key], r0["params"][key], rtol=0, atol=0)
     record = r0["record"]
     assert [r["ddp"] for r in record] == [0] * ITERS
+    assert [r["should_sync"] for r in record] == [it in updates for it in range(ITERS)]
     per_step = [1 + (name == "ARSAM" and s["sampled"]) for s in stats]
-    expected_counts, total = [], 0
-    for it in range(ITERS):
-        if (it + 1) % COUNTS == 0:
-            total += per_step[it // COUNTS]
-        expected_counts.append(total)
+    expected_counts = [sum(n for u, n in zip(updates, per_step) if u <= it)
+                       for it in range(ITERS)]
     assert [r["wrapper"] for r in record] == expected_counts
-    assert [record[i]["stats"]["sampled"] for i in range(1, ITERS, 2)] == [
-        s["sampled"] for s in stats]
+    assert [record[i]["stats"]["sampled"] for i in updates] == [s["sampled"] for s in stats]
 
 
 def test_under_ddp_sync_ascent_all_reduces_each_micro_batchs_ascent(ddp):
@@ -223,6 +223,6 @@ def test_under_ddp_sync_ascent_all_reduces_each_micro_batchs_ascent(ddp):
     r0, r1 = ddp["SAM-sync_ascent"]
     for key, value in r0["params"].items():
         torch.testing.assert_close(r1["params"][key], value, rtol=0, atol=0)
-    assert [r["wrapper"] for r in r0["record"]] == [1, 3, 4, 6, 7, 9]
+    assert [r["wrapper"] for r in r0["record"]] == [1, 3, 4, 6, 7, 9, 11]
     assert [r["ddp"] for r in r0["record"]] == [0] * ITERS
     assert not torch.allclose(r0["params"]["fc.weight"], ddp["SAM"][0]["params"]["fc.weight"])

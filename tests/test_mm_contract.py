@@ -6,7 +6,9 @@ Adapted where a SAM step needs the batch: ``update_params`` takes the loss of a 
 inside ``optim_context(model)`` (``BaseModel.train_step``), so steps run through
 ``train_step`` or the Runner. What each step really does is read at the base optimizer: a
 step pre-hook records the lr, momentum and gradients its update uses. Accumulation
-(``accumulative_counts``) is issue 17's part 3 and tested there."""
+(``accumulative_counts``): test_update_params and test_initialize_iter_status here, their DDP
+test_optim_context (no synchronization but on update iterations, where ``should_sync()`` allows
+it) in test_mm_accumulate.py, with the Runner's runs and LookSAM's refusal."""
 import copy
 import logging
 import math
