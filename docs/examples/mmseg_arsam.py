@@ -12,8 +12,8 @@ _base_ = '../../configs/seg/fcn/fcn_r18-d8_1xb8-1k_shapes-64x64_sgd.py'
 optim_wrapper = dict(
     type='ARSAMOptimWrapper',  # was OptimWrapper (registered by custom_imports=['arsam', ...])
     rho=0.05,
-    # mmseg's loops are iteration-based (one "epoch"): give ARSAM's warm-up of plain SAM in
-    # steps, 1.5 % of the 1k iterations (the authors' 3 of 200 epochs)
+    # ARSAM's warm-up of plain SAM in steps: 1.5 % of the 1k iterations, as the authors' 3 of
+    # 200 epochs (default: 3 passes over the training data, at most 10 % of the run)
     start_iter=15,
     # ARSAM's schedule measures its norms on the last layers: the decode head
     norm_params=['decode_head'])
