@@ -140,7 +140,8 @@ def test_a_group_resumed_mid_way_is_averaged_over_the_iterations_it_has(tmp_path
     hooks = dict(logger=dict(type="LoggerHook", interval=1),
                  checkpoint=dict(type="CheckpointHook", interval=3, by_epoch=False))
     first = make_runner(tmp_path, make_model(TinyClassifier), cfg, max_iters=6,
-                        default_hooks=hooks, custom_hooks=[KillAt(iters=3)], runner_class=ArsamRunner)
+                        default_hooks=hooks, custom_hooks=[KillAt(iters=3)],
+                        runner_class=ArsamRunner)
     with pytest.raises(Killed):
         first.train()
     resumed = make_runner(tmp_path, make_model(TinyClassifier, seed=1), cfg, max_iters=6,
