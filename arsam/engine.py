@@ -56,9 +56,9 @@ def subset_size(name, value, batch):
     return k
 
 
-def _total_norm(norms):
+def _total_norm(norms, device=None):
     if not norms:
-        return torch.zeros(())
+        return torch.zeros((), device=device)
     return torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))
 
 
@@ -101,21 +101,24 @@ def _sum_over(value, group):
     return value
 
 
-def tensors_norm(tensors: Sequence[torch.Tensor], group: Any = None) -> torch.Tensor:
+def tensors_norm(tensors: Sequence[torch.Tensor], group: Any = None, *,
+                 device: Any = None) -> torch.Tensor:
     """‖(t_1, ..., t_n)‖_2 of a list of tensors, as a 0-dim tensor. Of the whole tensors when
     they are shards over the ranks of ``group`` (FSDP1's) or DTensors (``fully_shard``): the
-    ranks' squared norms summed, one all-reduce; every rank must call it."""
+    ranks' squared norms summed in float64, one all-reduce; every rank must call it, a rank
+    holding no shard of them with an empty list (its zero on ``device``)."""
     group = _sharded(tensors, group)
-    norm = _total_norm(torch._foreach_norm([_local(t) for t in tensors]) if tensors else [])
-    return norm if group is None else _sum_over(norm.square(), group).sqrt()
+    local = [_local(t) for t in tensors]
+    norm = _total_norm(torch._foreach_norm(local) if tensors else [], device)
+    return norm if group is None else _sum_over(norm.double().square(), group).sqrt()
 
 
-def tensors_dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor],
-                group: Any = None) -> torch.Tensor:
+def tensors_dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], group: Any = None, *,
+                device: Any = None) -> torch.Tensor:
     """<(a_1, ..., a_n), (b_1, ..., b_n)> of two lists of tensors, as a 0-dim float64 tensor; of
     the whole tensors when sharded (as :func:`tensors_norm`: one all-reduce)."""
     group = _sharded(a, group)
-    dot = torch.zeros((), dtype=torch.float64) if not a else torch.stack(
+    dot = torch.zeros((), dtype=torch.float64, device=device) if not a else torch.stack(
         [torch.vdot(_local(x).flatten(), _local(y).flatten()) for x, y in zip(a, b)]
     ).double().sum()
     return _sum_over(dot, group)
@@ -259,6 +262,10 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         self.defaults.update(base.defaults)
         self.model = model
         self.shard_group = self._find_shard_group(shard_group)
+        if any(g["adaptive"] for g in self.param_groups) and self._flat_parameters():
+            raise ValueError("adaptive=True (ASAM: T = 1 on the biases, found by name) needs the "
+                             "model's own parameter tensors, but these are FSDP1 flat parameters"
+                             ": wrap the model with use_orig_params=True")
         self.skip_nonfinite = skip_nonfinite
         self.total_steps, self.steps_per_epoch = total_steps, steps_per_epoch
         self.loss_scaler = None
@@ -322,7 +329,6 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         if shard_group is not None or not (dist.is_available() and dist.is_initialized()):
             return shard_group
         from torch.distributed.fsdp import FullyShardedDataParallel
-        from torch.distributed.fsdp._flat_param import FlatParameter
         params = self._params()
         dtensors = [p for p in params if _is_dtensor(p)]
         if dtensors and len(dtensors) < len(params):
@@ -331,7 +337,7 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         groups = [_dtensor_group(p) for p in dtensors] or [
             m.process_group for m in (self.model.modules() if self.model is not None else ())
             if isinstance(m, FullyShardedDataParallel)]
-        if not groups and any(isinstance(p, FlatParameter) for p in params):
+        if not groups and self._flat_parameters():
             raise ValueError("the parameters are FSDP1 flat parameters: give model= (the "
                              "FullyShardedDataParallel module) or shard_group= (its "
                              "process_group), or norms would be each rank's shard's")
@@ -340,13 +346,25 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
                              "reduces norms over one (give shard_group=)")
         return groups[0] if groups else None
 
+    def _flat_parameters(self):
+        """Whether the parameters are FSDP1's flat parameters (``use_orig_params=False``), each
+        holding several tensors of the model."""
+        if not (dist.is_available() and dist.is_initialized()):
+            return False
+        from torch.distributed.fsdp._flat_param import FlatParameter
+        return any(isinstance(p, FlatParameter) for p in self._params())
+
     def _norm(self, tensors):
         """:func:`tensors_norm` of the whole tensors, for the parameters' layout."""
-        return tensors_norm(tensors, self.shard_group)
+        return tensors_norm(tensors, self.shard_group, device=self._device())
 
     def _dot(self, a, b):
         """:func:`tensors_dot` of the whole tensors, for the parameters' layout."""
-        return tensors_dot(a, b, self.shard_group)
+        return tensors_dot(a, b, self.shard_group, device=self._device())
+
+    def _device(self):
+        """Where the parameters live (a sharded rank's empty norm is reduced there)."""
+        return self.param_groups[0]["params"][0].device
 
     def _undo(self, generator_state):
         """A failed or skipped step: weights back at w, its gradients cleared, generator rewound."""

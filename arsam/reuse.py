@@ -119,7 +119,9 @@ class ARSAM(SharpnessAwareOptimizer):
             return False
         new = [psf[k] for k in measured]
         stored = [self.state[params[k]]["psf"] for k in measured if "psf" in self.state[params[k]]]
-        paired = len(stored) == len(new)
+        # a PSF stored for every measured tensor (sharded: a rank's stored and new shards are
+        # of the same tensors, but a rank holding none of them has both empty)
+        paired = self.last_sampled is not None and len(stored) == len(new)
         self.psf_norm = self._norm(new).item()
         sample = Sample(self.psf_norm, sgd_norm,
                         dot=self._dot(new, stored).item() if paired else 0.0,
@@ -181,7 +183,11 @@ class ARSAM(SharpnessAwareOptimizer):
         else:
             order = (list(self.model.parameters()) if self.model is not None
                      else [p for p in params])
-            chosen = [p for p in order if p in perturbed and p.grad is not None]
+            # sharded (FSDP1): a rank sees the gradients of its shard only, so the tensors
+            # that require one count, the same on every rank
+            has_grad = ((lambda p: p.requires_grad) if self.shard_group is not None
+                        else (lambda p: p.grad is not None))
+            chosen = [p for p in order if p in perturbed and has_grad(p)]
             if self.norm_params is not None:
                 chosen = chosen[-self.norm_params:]
         index = {p: k for k, p in enumerate(params)}

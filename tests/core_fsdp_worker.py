@@ -33,8 +33,11 @@ CASES = {
     "ARSAM-vsam": ("ARSAM", dict(ARSAM, schedule="vsam", window=2, slices=1, max_rate=1.0),
                    False),
     "ARSAM-fixed": ("ARSAM", dict(ARSAM, schedule="fixed", rate=0.5), False),
+    # the schedule's norms on the last 2 tensors (FSDP1: held by one rank), 3 sampled steps
+    "ARSAM-last2": ("ARSAM", dict(ARSAM, start_iter=3, norm_params=2), False),
 }
-LAYOUTS = ("fsdp2", "fsdp1")
+LAYOUTS = ("fsdp2", "fsdp1", "fsdp1-flat")  # fsdp1-flat: use_orig_params=False
+NORMS = ("psf_norm", "sgd_norm")  # ARSAM's schedule statistics (None for the others)
 
 
 def net():
@@ -47,7 +50,8 @@ def shard(model, layout):
         for m in (model[0], model[2], model):
             fully_shard(m)
         return model
-    return FullyShardedDataParallel(model, device_id=torch.device("cpu"), use_orig_params=True)
+    return FullyShardedDataParallel(model, device_id=torch.device("cpu"),
+                                    use_orig_params=layout == "fsdp1")
 
 
 def full_weights(model, layout):
@@ -62,6 +66,19 @@ def make(name, model, args):
     return cls(model, torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=1e-3, **args)
 
 
+def record_swp(opt):
+    """A list that gets, at each of ESAM's SWP draws, the indices of the tensors left out."""
+    drawn = []
+    draw = opt.draw_swp_mask
+
+    def recording():
+        draw()
+        off = {id(p) for p in opt._swp_mask[1]}
+        drawn.append([i for i, p in enumerate(opt._params()) if id(p) in off])
+    opt.draw_swp_mask = recording
+    return drawn
+
+
 def closure_for(model, x, y):
     def closure(indices=None):
         xs, ys = (x, y) if indices is None else (x[indices], y[indices])
@@ -74,6 +91,7 @@ def run_case(name, layout, rank, world):
     reference = net()
     sharded = shard(copy.deepcopy(reference), layout)
     opt, ref_opt = make(cls, sharded, args), make(cls, reference, args)
+    swp, ref_swp = (record_swp(opt), record_swp(ref_opt)) if cls == "ESAM" else ([], [])
     g = torch.Generator().manual_seed(1)
     record = []
     for _ in range(STEPS):
@@ -84,6 +102,9 @@ def run_case(name, layout, rank, world):
         opt.step(closure_for(sharded, x[rank], y[rank]))
         ref_opt.step(closure_for(reference, x.flatten(0, 1), y.flatten(0, 1)))
         record.append(dict(sampled=opt.stats["sampled"], ref_sampled=ref_opt.stats["sampled"],
+                           swp=swp[-1:], ref_swp=ref_swp[-1:],
+                           norms=[opt.stats.get(k) for k in NORMS],
+                           ref_norms=[ref_opt.stats.get(k) for k in NORMS],
                            weights=full_weights(sharded, layout),
                            ref_weights=[p.detach().clone() for p in reference.parameters()]))
     return record
