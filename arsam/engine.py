@@ -152,6 +152,34 @@ class _NonFiniteStep(Exception):
     """Raised inside a step with ``skip_nonfinite``: the step is undone and skipped."""
 
 
+#: the entry of ``state_dict()['state']`` that holds the optimizer's own state (torch's
+#: per-parameter entries have int keys; FSDP's optimizer state dict copies other entries)
+OWN_STATE = "arsam"
+#: prefix of the optimizer's own buffers among a parameter's entries of ``state_dict()['state']``
+OWN_PREFIX = "arsam."
+
+
+def current_layout(state_dict: Any) -> Dict[str, Any]:
+    """``state_dict`` in the layout of :meth:`SharpnessAwareOptimizer.state_dict`; one of the
+    layout before it (``{'base_optimizer': <the base's state_dict>, 'arsam': {..., 'buffers':
+    {i: {name: tensor}}}}``) converted. ValueError for anything else."""
+    if isinstance(state_dict, dict) and set(state_dict) == {"base_optimizer", "arsam"}:
+        base, own = state_dict["base_optimizer"], dict(state_dict["arsam"])
+        state = {i: dict(s) for i, s in base["state"].items()}
+        for i, buffers in own.pop("buffers").items():
+            state.setdefault(int(i), {}).update({OWN_PREFIX + k: v for k, v in buffers.items()})
+        return {"state": {**state, OWN_STATE: own}, "param_groups": base["param_groups"]}
+    if not (isinstance(state_dict, dict) and set(state_dict) == {"state", "param_groups"}):
+        got = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
+        raise ValueError("state_dict must come from an arsam optimizer's state_dict() (keys "
+                         f"'state' and 'param_groups'), got {got}")
+    if OWN_STATE not in state_dict["state"]:
+        raise ValueError("state_dict must come from an arsam optimizer's state_dict(): its "
+                         f"'state' has no entry {OWN_STATE!r} (the optimizer's own state; a "
+                         "base optimizer's state_dict?)")
+    return state_dict
+
+
 #: param-group keys of the SAM family, which a base optimizer must not use for its own settings
 GROUP_KEYS = {"rho": "the ascent radius", "adaptive": "the ASAM switch", "eta": "ASAM's η"}
 
@@ -261,7 +289,7 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         self.param_groups = base.param_groups
         self.defaults.update(base.defaults)
         self.model = model
-        self.shard_group = self._find_shard_group(shard_group)
+        self.shard_group = self._find_shard_group(shard_group, model)
         if any(g["adaptive"] for g in self.param_groups) and self._flat_parameters():
             raise ValueError("adaptive=True (ASAM: T = 1 on the biases, found by name) needs the "
                              "model's own parameter tensors, but these are FSDP1 flat parameters"
@@ -321,7 +349,15 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         self.iteration += 1
         return loss
 
-    def _find_shard_group(self, shard_group):
+    def find_shards(self, model: nn.Module) -> None:
+        """Learn the shard group from ``model``, the module as trained (FSDP1's
+        FullyShardedDataParallel), unless one is known: for integrations that build the
+        optimizer before they see the wrapped model (mmengine's wrappers, in ``optim_context``).
+        """
+        if self.shard_group is None:
+            self.shard_group = self._find_shard_group(None, model)
+
+    def _find_shard_group(self, shard_group, model):
         """The group over which the parameters are sharded: ``shard_group``, that of the FSDP1
         modules in ``model`` or of DTensor parameters (``fully_shard``); None: whole tensors
         (one process, DDP replicas). FSDP1's flat parameters without a model are an error
@@ -335,7 +371,7 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
             raise ValueError("some parameters are DTensors (fully_shard) and some are not: arsam "
                              "needs them all sharded alike (norms are reduced over one group)")
         groups = [_dtensor_group(p) for p in dtensors] or [
-            m.process_group for m in (self.model.modules() if self.model is not None else ())
+            m.process_group for m in (model.modules() if model is not None else ())
             if isinstance(m, FullyShardedDataParallel)]
         if not groups and self._flat_parameters():
             raise ValueError("the parameters are FSDP1 flat parameters: give model= (the "
@@ -609,32 +645,52 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         return [p for group in self.param_groups for p in group["params"]]
 
     def state_dict(self) -> Dict[str, Any]:
-        """The base optimizer's state plus the step counters, the generator and own buffers."""
+        """torch's layout (``state``, ``param_groups``): the base optimizer's, with the own
+        buffers (:attr:`persistent`) in their parameter's state as ``'arsam.<name>'`` and the
+        step counters, the generator's state (bytes) and the algorithm's state in
+        ``state['arsam']``, which holds no tensor. So FSDP's optimizer state dict
+        (``FSDP.optim_state_dict``, mmengine's FSDPStrategy) gathers or shards the buffers like
+        the base optimizer's state and copies ``state['arsam']`` (it would drop a nested tensor
+        when loading rank 0's full state on every rank)."""
+        base = self.base_optimizer.state_dict()
+        state = {i: dict(s) for i, s in base["state"].items()}
         index = {p: i for i, p in enumerate(self._params())}
-        buffers = {index[p]: {k: s[k].clone() for k in self.persistent if k in s}
-                   for p, s in self.state.items() if p in index}
-        return {"base_optimizer": self.base_optimizer.state_dict(),
-                "arsam": dict(iteration=self.iteration, generator=self.generator.get_state(),
-                              skipped_steps=self.skipped_steps,
-                              buffers={i: b for i, b in buffers.items() if b},
-                              **self._extra_state())}
+        for p, s in self.state.items():
+            own = {OWN_PREFIX + k: s[k].clone() for k in self.persistent if k in s}
+            if own and p in index:
+                state.setdefault(index[p], {}).update(own)
+        state[OWN_STATE] = dict(iteration=self.iteration, skipped_steps=self.skipped_steps,
+                                generator=bytes(self.generator.get_state().tolist()),
+                                **self._extra_state())  # no tensor: FSDP copies it as it is
+        return {"state": state, "param_groups": base["param_groups"]}
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        if set(state_dict) != {"base_optimizer", "arsam"}:
-            raise ValueError("state_dict must come from an arsam optimizer's state_dict() "
-                             f"(keys 'base_optimizer', 'arsam'), got keys {sorted(state_dict)}")
-        own = state_dict["arsam"]
-        self.base_optimizer.load_state_dict(state_dict["base_optimizer"])
+        """Load what :meth:`state_dict` returned, or a state dict of the layout before it (keys
+        ``'base_optimizer'`` and ``'arsam'``: checkpoints saved before FSDP support)."""
+        state_dict = current_layout(state_dict)
+        state = dict(state_dict["state"])
+        own = state.pop(OWN_STATE)
+        base, buffers = {}, {}
+        for i, entries in state.items():
+            base[i] = {k: v for k, v in entries.items() if not k.startswith(OWN_PREFIX)}
+            buffers[i] = {k[len(OWN_PREFIX):]: v for k, v in entries.items()
+                          if k.startswith(OWN_PREFIX)}
+        self.base_optimizer.load_state_dict(
+            {"state": {i: s for i, s in base.items() if s},
+             "param_groups": state_dict["param_groups"]})
         self.param_groups = self.base_optimizer.param_groups  # the base made new group dicts
         params = self._params()
         self.state.clear()
-        for i, buffers in own["buffers"].items():
+        for i, entries in buffers.items():
             p = params[int(i)]
-            self.state[p].update({k: v.to(device=p.device, dtype=p.dtype, copy=True)
-                                  for k, v in buffers.items()})
+            if entries:
+                self.state[p].update({k: v.to(device=p.device, dtype=p.dtype, copy=True)
+                                      for k, v in entries.items()})
         self.iteration = own["iteration"]
         self.skipped_steps = own.get("skipped_steps", 0)  # absent from state saved before it
-        self.generator.set_state(own["generator"])
+        generator = own["generator"]  # bytes; a ByteTensor in the layout before
+        self.generator.set_state(generator if torch.is_tensor(generator) else
+                                 torch.frombuffer(bytearray(generator), dtype=torch.uint8))
         self._load_extra_state(own)
 
     def __getstate__(self):  # torch's keeps only defaults/state/param_groups

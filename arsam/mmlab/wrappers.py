@@ -139,6 +139,8 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
         if per_sample:
             check_per_sample_protocol(type(self).__name__, module, fn)
         core.model = module  # BatchNorm: statistics from the step's first pass only
+        if model is not self._model:
+            self._check_sharding(model)
         self._model, self._calls, self._first_losses = model, [], None
         core.prepare_first_pass()
         handle = model.register_forward_pre_hook(self._record, with_kwargs=True)
@@ -153,6 +155,18 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
             raise
         finally:
             handle.remove()
+
+    def _check_sharding(self, model):
+        """A new model: the core learns whether its parameters are sharded (FSDP1, mmengine's
+        FSDPStrategy), and so reduces norms over the shards. Loss scaling is refused there:
+        GradScaler decides per rank whether to skip (FSDP needs ShardedGradScaler)."""
+        core = self.optimizer
+        core.find_shards(model)
+        if core.shard_group is not None and self.loss_scaler is not None:
+            raise ValueError(f"loss_scale under FSDP is not supported by {type(self).__name__} "
+                             "(torch's GradScaler would skip steps per rank): use "
+                             "dtype='bfloat16' without loss_scale, or the model's own "
+                             "mixed_precision")
 
     def update_params(self, loss: torch.Tensor, step_kwargs: Optional[Dict] = None,
                       zero_kwargs: Optional[Dict] = None) -> None:
