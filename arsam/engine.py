@@ -13,6 +13,10 @@ is accepted by the optimizers that never select samples). The optimizer reduces 
 runs every backward itself. A closure that breaks the protocol (runs a backward itself, returns
 losses without a graph, non-finite losses or the wrong number of them) raises an error naming the
 problem, with the step undone.
+
+No value is read on the host in a step (no host-device synchronization) unless the algorithm
+needs it for a decision: ``skip_nonfinite``'s check, ARSAM's schedule on its sampled steps, a
+loss scaler's scale (docs/benchmarks.md, "Host-device synchronization").
 """
 import contextlib
 import math
@@ -210,7 +214,9 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
             same on every DDP rank so that all ranks take the same random decisions.
         skip_nonfinite: a step whose losses or gradients are not finite is skipped (weights,
             gradients and state as before it; ``stats['skipped']``, ``skipped_steps`` count it),
-            as GradScaler skips an overflowed step; False: a non-finite loss is a ValueError.
+            as GradScaler skips an overflowed step; the check reads a flag on the host once per
+            pass. False: nothing is checked (non-finite losses propagate into the weights, as
+            with torch's optimizers) and no value is read on the host.
             With a ``loss_scaler`` the scaler skips overflowed steps itself. Under
             torch.distributed every rank skips when any rank would (one all-reduce per check).
         total_steps, steps_per_epoch: the run's length, for arguments given as a fraction of the
@@ -488,7 +494,8 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
 
     def _check_loss(self, loss, indices, per_sample, backward):
         """The closure protocol: a tensor of losses, per sample (one per index) where needed,
-        with a graph to differentiate on backward passes, finite, and no backward run by it."""
+        with a graph to differentiate on backward passes, and no backward run by it; with
+        ``skip_nonfinite``, finite. Shapes and flags only: no value is read on the host."""
         name = type(self).__name__
         if backward and any(p.grad is not None for p in self._params()):
             raise TypeError(self._ran_backward())
@@ -514,16 +521,11 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
             raise TypeError(f"closure returned losses without a graph (computed under "
                             f"torch.no_grad() or detached); {name} differentiates them: the "
                             "closure must run the forward with gradients enabled")
-        if self.loss_scaler is not None:
-            return  # overflow is the loss scaler's business
-        nonfinite = ~torch.isfinite(loss).all()
-        if self.skip_nonfinite:
-            if self._on_any_rank(nonfinite):
+        # the value is read on the host only to skip (a synchronization with the device per
+        # pass); without skip_nonfinite a non-finite loss propagates, as in torch's optimizers
+        if self.skip_nonfinite and self.loss_scaler is None:  # overflow: the scaler's business
+            if self._on_any_rank(~torch.isfinite(loss).all()):
                 raise _NonFiniteStep
-        elif nonfinite:
-            raise ValueError(f"closure returned a non-finite loss in pass {self._passes} of "
-                             f"{name}'s step (weights back at w, nothing changed; "
-                             "skip_nonfinite=True skips such steps)")
 
     def _check_gradient(self):
         """After a backward: some parameter got a gradient; with ``skip_nonfinite`` (and no

@@ -111,7 +111,7 @@ class ARSAM(SharpnessAwareOptimizer):
         it is stored. Returns False for a non-finite PSF (an overflowed loss-scaled step, which
         the scaler skips: nothing is stored)."""
         measured = self._measured(params)
-        sgd_norm = self._norm([g_sgd[k] for k in measured]).item() / scale
+        sgd_norm = self._norm([g_sgd[k] for k in measured])  # before g_sgd becomes the PSF
         psf = g_sgd
         torch._foreach_sub_(psf, [p.grad for p in params])  # g_SGD - g_SAM
         torch._foreach_mul_(psf, -1.0 / scale)
@@ -122,10 +122,14 @@ class ARSAM(SharpnessAwareOptimizer):
         # a PSF stored for every measured tensor (sharded: a rank's stored and new shards are
         # of the same tensors, but a rank holding none of them has both empty)
         paired = self.last_sampled is not None and len(stored) == len(new)
-        self.psf_norm = self._norm(new).item()
-        sample = Sample(self.psf_norm, sgd_norm,
-                        dot=self._dot(new, stored).item() if paired else 0.0,
-                        stored_sq=self._norm(stored).item() ** 2 if paired else 0.0,
+        # the schedule decides on the host: the step's one read of device values (one sync)
+        zero = torch.zeros((), dtype=torch.float64, device=sgd_norm.device)
+        values = [sgd_norm, self._norm(new), *((self._dot(new, stored), self._norm(stored))
+                                               if paired else (zero, zero))]
+        sgd_norm, self.psf_norm, dot, stored_norm = torch.stack(
+            [v.double().to(zero.device) for v in values]).tolist()
+        sgd_norm /= scale
+        sample = Sample(self.psf_norm, sgd_norm, dot=dot, stored_sq=stored_norm ** 2,
                         gap=None if self.last_sampled is None else i - self.last_sampled)
         self.schedule.observe(sample)
         for p, d in zip(params, psf):

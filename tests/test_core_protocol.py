@@ -78,14 +78,15 @@ def test_losses_without_a_graph_are_a_type_error(name):
                  r"with gradients enabled$")
 
 
-@pytest.mark.parametrize("name, bad_pass", [(n, p) for n in ALL for p in (1, PASSES[n])])
-def test_a_non_finite_loss_is_a_value_error_with_the_step_undone(name, bad_pass):
-    def nan_in(losses, n, indices):
-        return losses * float("nan") if n == bad_pass else losses
-    failing_step(name, lambda m, x, y: closure_for(m, x, y, nan_in), ValueError,
-                 rf"^closure returned a non-finite loss in pass {bad_pass} of {CASES[name][0]}'s step "
-                 r"\(weights back at w, nothing changed; skip_nonfinite=True skips such steps\)$",
-                 **sam_steps(name, bad_pass))
+@pytest.mark.parametrize("name", ALL)
+def test_without_skip_nonfinite_a_non_finite_loss_is_not_checked(name):
+    """No value is read on the host (tests/test_core_syncs.py): a NaN in the update's pass
+    reaches the weights, as with torch's optimizers."""
+    def nan_in_last(losses, n, indices):
+        return losses * float("nan") if n == PASSES[name] else losses
+    model, opt = trained(name, **sam_every_step(name))
+    opt.step(closure_for(model, *data(9), nan_in_last))
+    assert all(torch.isnan(p).all() for p in model.parameters())
 
 
 @pytest.mark.parametrize("name", ["ESAM", "KSAM"])
