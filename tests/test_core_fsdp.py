@@ -1,13 +1,9 @@
 """2-process FSDP (torchrun, gloo on CPU): on fully_shard and on FSDP1 the sharded optimizer takes
 the unsharded optimizer's step on the global batch, with the same decisions on every rank."""
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
+from torchrun import torchrun
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 #: every case (K-SAM and ESAM's SDS select samples per rank, as under DDP, so they are checked
 #: with the same batch on both ranks)
 CHECKED = [f"{layout}:{name}" for layout in ("fsdp2", "fsdp1")
@@ -27,14 +23,7 @@ FLAT_ERRORS = {
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("fsdp")
-    path = os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")])
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path,
-               ARSAM_ONLY=",".join([*CHECKED, *FLAT_ERRORS]))
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         os.path.join(HERE, "core_fsdp_worker.py"), str(out)],
-        env=env, capture_output=True, text=True, timeout=300)  # the worker's gloo timeout: 30 s
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    torchrun("core_fsdp_worker.py", out, ARSAM_ONLY=",".join([*CHECKED, *FLAT_ERRORS]))
     return [torch.load(out / f"rank{rank}.pt") for rank in range(2)]
 
 

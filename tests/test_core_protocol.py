@@ -1,9 +1,6 @@
 """The closure protocol's errors, skip_nonfinite, BatchNorm without model=, the model as params,
 and argument checks of the core; after every failure weights, gradients and state are as before."""
 import copy
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,6 +10,7 @@ from torch import nn
 import arsam
 from core_cases import (ALL, CASES, PASSES, assert_same_state, closure_for, data, make, net,
                         sam_every_step)
+from torchrun import torchrun
 
 
 
@@ -159,13 +157,7 @@ def test_skip_nonfinite_skips_a_non_finite_gradient_of_a_finite_loss():
 def test_under_ddp_every_rank_skips_when_one_rank_is_not_finite(tmp_path):
     """Rank 1 alone sees a NaN at step 1: both ranks skip it (no rank left waiting in an
     all-reduce), and stay bit-identical."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
-        [os.path.dirname(here), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc_per_node=2", os.path.join(here, "core_ddp_worker.py"),
-                           str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    torchrun("core_ddp_worker.py", tmp_path)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     for step, (a, b) in enumerate(zip(*ranks)):
         assert a["stats"]["skipped"] is b["stats"]["skipped"] is (step == 1)

@@ -3,9 +3,6 @@ with ArsamFSDPStrategy trains as the core optimizer on the global batch, and a r
 a checkpoint (the optimizer state through FSDP's optimizer state dict) ends bit for bit as an
 uninterrupted one."""
 import copy
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,23 +10,17 @@ import torch.nn.functional as F
 from core_cases import assert_same_state
 from mm_fsdp_worker import CASES, STEPS, STOP
 from mm_tiny import TinyClassifier, TinyData, make_model
+from torchrun import torchrun
 
 import arsam
 
 WORLD = 2
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("fsdp")
-    path = os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")])
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone",
-         f"--nproc_per_node={WORLD}", os.path.join(HERE, "mm_fsdp_worker.py"), str(out)],
-        env=env, capture_output=True, text=True, timeout=300)  # the worker's gloo timeout: 30 s
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    torchrun("mm_fsdp_worker.py", out, world=WORLD)  # the worker's gloo timeout: 30 s
     ranks = [torch.load(out / f"rank{rank}.pt", weights_only=False) for rank in range(WORLD)]
     for case in CASES:
         for rank in ranks:
@@ -86,3 +77,10 @@ def test_fsdp_resume_is_bit_identical(results, name):
     assert results[0][name]["whole"]["stats"] == results[1][name]["whole"]["stats"]
     for key, value in results[0][name]["whole"]["weights"].items():
         assert torch.equal(results[1][name]["whole"]["weights"][key], value), key
+
+
+def test_fsdp_refuses_loss_scaling_before_the_first_pass(results):
+    assert [rank["SAM-loss_scale"] for rank in results] == [
+        "ValueError: loss_scale under FSDP is not supported by SAMOptimWrapper (torch's "
+        "GradScaler would skip steps per rank): use dtype='bfloat16' without loss_scale, or the "
+        "model's own mixed_precision"] * WORLD

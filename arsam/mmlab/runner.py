@@ -16,8 +16,12 @@
 
 ``unsafe_load_pickle=True`` (argument, or config key of that name) unpickles checkpoints fully
 and keeps ``meta['config']``, as mmengine under torch < 2.6 did: a file can then run any code.
+
+``ArsamFlexibleRunner`` is the same over mmengine's FlexibleRunner (strategies), and
+``ArsamFSDPStrategy`` mmengine's FSDPStrategy with its resume fixed (docs/mmengine.md, "FSDP").
 """
 import math
+import warnings
 
 import torch
 from mmengine._strategy import FSDPStrategy
@@ -147,6 +151,14 @@ class ArsamFSDPStrategy(FSDPStrategy):
     changed in 2.1 (pytorch/pytorch#96534) to ``(model, optim, state_dict)``. Any optimizer whose
     state_dict has torch's layout (arsam's cores have it) saves and resumes through FSDP's
     optimizer state dict."""
+
+    def optim_state_dict(self) -> dict:
+        """mmengine's, without FSDP's warning that it copies ``state['arsam']`` as it is (the
+        core's own state, not a parameter's: copying it is what it needs)."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Found a optim state, arsam, that FSDP "
+                                    "cannot process")
+            return super().optim_state_dict()
 
     def load_optim_state_dict(self, state_dict: dict) -> None:
         from torch.distributed.fsdp import FullyShardedDataParallel
