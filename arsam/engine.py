@@ -406,7 +406,8 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
 
     def _device(self):
         """Where the parameters live (a sharded rank's empty norm is reduced there)."""
-        return self.param_groups[0]["params"][0].device
+        params = self._params()
+        return params[0].device if params else None
 
     def _undo(self, generator_state):
         """A failed or skipped step: weights back at w, its gradients cleared, generator rewound."""
