@@ -11,8 +11,8 @@ The closure protocol: ``closure(indices=None)`` runs a forward pass only, on the
 the samples at ``indices`` (a LongTensor), and returns per-sample losses of shape ``[n]`` (a scalar
 is accepted by the optimizers that never select samples). The optimizer reduces by the mean and
 runs every backward itself. A closure that breaks the protocol (runs a backward itself, returns
-losses without a graph, non-finite losses or the wrong number of them) raises an error naming the
-problem, with the step undone.
+losses without a graph or the wrong number of them) raises an error naming the problem, with the
+step undone.
 
 No value is read on the host in a step (no host-device synchronization) unless the algorithm
 needs it for a decision: ``skip_nonfinite``'s check, ARSAM's schedule on its sampled steps, a
@@ -532,7 +532,8 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         """After a backward: some parameter got a gradient; with ``skip_nonfinite`` (and no
         loss scaler, which handles overflow itself) all of them are finite."""
         grads = [p.grad for p in self._params() if p.grad is not None]
-        if not grads:
+        if not grads and any(_local(p).numel() for p in self._params()):  # FSDP1: a rank may
+            # hold no element of any parameter (then none gets a gradient there)
             raise TypeError(f"the closure's losses do not depend on any parameter of "
                             f"{type(self).__name__}: no gradient reached them (a copy of the "
                             "model?)")

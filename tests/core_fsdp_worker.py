@@ -35,6 +35,7 @@ CASES = {
     "ARSAM-fixed": ("ARSAM", dict(ARSAM, schedule="fixed", rate=0.5), False),
     # the schedule's norms on the last 2 tensors (FSDP1: held by one rank), 3 sampled steps
     "ARSAM-last2": ("ARSAM", dict(ARSAM, start_iter=3, norm_params=2), False),
+    "SAM-one-weight": ("SAM", {}, False),  # a model of 1 element: rank 1 holds none of it
 }
 LAYOUTS = ("fsdp2", "fsdp1", "fsdp1-flat")  # fsdp1-flat: use_orig_params=False
 NORMS = ("psf_norm", "sgd_norm")  # ARSAM's schedule statistics (None for the others)
@@ -45,10 +46,22 @@ def net():
     return nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3)).double()
 
 
+class OneWeight(nn.Module):
+    """Logits x[:, :3]·w of a single weight w."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1, dtype=torch.float64))
+
+    def forward(self, x):
+        return x[:, :3] * self.w
+
+
 def shard(model, layout):
     if layout == "fsdp2":
-        for m in (model[0], model[2], model):
-            fully_shard(m)
+        for m in (*model.children(), model):
+            if next(m.parameters(), None) is not None:
+                fully_shard(m)
         return model
     return FullyShardedDataParallel(model, device_id=torch.device("cpu"),
                                     use_orig_params=layout == "fsdp1")
@@ -88,7 +101,7 @@ def closure_for(model, x, y):
 
 def run_case(name, layout, rank, world):
     cls, args, same_batch = CASES[name]
-    reference = net()
+    reference = OneWeight() if name == "SAM-one-weight" else net()
     sharded = shard(copy.deepcopy(reference), layout)
     opt, ref_opt = make(cls, sharded, args), make(cls, reference, args)
     swp, ref_swp = (record_swp(opt), record_swp(ref_opt)) if cls == "ESAM" else ([], [])

@@ -8,7 +8,8 @@ from torchrun import torchrun
 #: with the same batch on both ranks)
 CHECKED = [f"{layout}:{name}" for layout in ("fsdp2", "fsdp1")
            for name in ("SAM", "ASAM", "ESAM", "ESAM-SDS", "KSAM", "LookSAM", "MSAM",
-                        "ARSAM-matched", "ARSAM-vsam", "ARSAM-fixed", "ARSAM-last2")] + [
+                        "ARSAM-matched", "ARSAM-vsam", "ARSAM-fixed", "ARSAM-last2",
+                        "SAM-one-weight")] + [
                "fsdp1-flat:SAM", "fsdp1-flat:ARSAM-matched"]
 #: FSDP1's flat parameters (use_orig_params=False) hide the tensors ASAM and ESAM's SWP need
 FLAT_ERRORS = {
