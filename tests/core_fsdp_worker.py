@@ -2,10 +2,13 @@
 
 For every case (an optimizer on a layout: ``fully_shard`` or FSDP1) it trains a sharded copy of a
 tiny float64 model for STEPS steps, each rank on its half of the global batch, and, on every
-rank, the unsharded optimizer on the whole global batch. Saves per rank and case the gathered
-weights, the sampling decisions of both runs, or the error a step raised."""
+rank, the unsharded optimizer on the whole global batch; it also resumes the sharded run from the
+rank's model and optimizer state dicts saved before step RESUME_AT. Saves per rank and case the
+gathered weights, the sampling decisions of both runs, the resumed run's final weights, or the
+error a step raised."""
 import copy
 import datetime
+import io
 import os
 import sys
 import traceback
@@ -19,6 +22,7 @@ from torch.distributed.fsdp import FullyShardedDataParallel, fully_shard
 import arsam
 
 STEPS, N = 5, 6  # steps; samples per rank and step
+RESUME_AT = 2  # the state dicts saved before this step resume the run (bit-identically)
 ARSAM = dict(start_iter=1, norm_params=None)
 #: name: (optimizer class name, its arguments, whether both ranks get the same batch)
 CASES = {
@@ -99,19 +103,46 @@ def closure_for(model, x, y):
     return closure
 
 
+def model_of(name):
+    return OneWeight() if name == "SAM-one-weight" else net()
+
+
+def checkpoint(model, opt):
+    """The rank's model and optimizer state dicts, serialized (torch.save)."""
+    buffer = io.BytesIO()
+    torch.save(dict(model=model.state_dict(), optimizer=opt.state_dict()), buffer)
+    return buffer.getvalue()
+
+
+def resumed(name, layout, saved, batches, rank):
+    """A fresh sharded model and optimizer loaded (weights-only) from ``saved``, trained on
+    ``batches``; the gathered weights."""
+    model = shard(model_of(name), layout)
+    opt = make(CASES[name][0], model, CASES[name][1])
+    state = torch.load(io.BytesIO(saved), weights_only=True)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    for x, y in batches:
+        opt.step(closure_for(model, x[rank], y[rank]))
+    return full_weights(model, layout)
+
+
 def run_case(name, layout, rank, world):
     cls, args, same_batch = CASES[name]
-    reference = OneWeight() if name == "SAM-one-weight" else net()
+    reference = model_of(name)
     sharded = shard(copy.deepcopy(reference), layout)
     opt, ref_opt = make(cls, sharded, args), make(cls, reference, args)
     swp, ref_swp = (record_swp(opt), record_swp(ref_opt)) if cls == "ESAM" else ([], [])
     g = torch.Generator().manual_seed(1)
-    record = []
-    for _ in range(STEPS):
+    record, batches = [], []
+    for step in range(STEPS):
+        if step == RESUME_AT:
+            saved = checkpoint(sharded, opt)
         x = torch.randn(world, N, 5, generator=g, dtype=torch.float64)
         y = torch.randint(0, 3, (world, N), generator=g)
         if same_batch:
             x, y = x[:1].expand_as(x), y[:1].expand_as(y)
+        batches.append((x, y))
         opt.step(closure_for(sharded, x[rank], y[rank]))
         ref_opt.step(closure_for(reference, x.flatten(0, 1), y.flatten(0, 1)))
         record.append(dict(sampled=opt.stats["sampled"], ref_sampled=ref_opt.stats["sampled"],
@@ -120,6 +151,7 @@ def run_case(name, layout, rank, world):
                            ref_norms=[ref_opt.stats.get(k) for k in NORMS],
                            weights=full_weights(sharded, layout),
                            ref_weights=[p.detach().clone() for p in reference.parameters()]))
+    record[-1]["resumed_weights"] = resumed(name, layout, saved, batches[RESUME_AT:], rank)
     return record
 
 

@@ -43,6 +43,9 @@ def test_sharded_step_is_the_unsharded_step_on_the_global_batch(results, case):
                 assert norm is None or norm == pytest.approx(ref, rel=1e-9)
             for p, q in zip(record["weights"], record["ref_weights"]):
                 torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-6)
+    for rank in ranks:  # resumed from the rank's state dicts: bit for bit
+        for p, q in zip(rank[-1]["weights"], rank[-1]["resumed_weights"]):
+            assert torch.equal(p, q)
     if name.startswith("ESAM"):  # SWP left a tensor out of some step's ascent
         assert any(step["swp"] != [[]] for step in ranks[0])
 
