@@ -4,13 +4,14 @@
     python scripts/step_syncs.py --device cuda --amp bf16,fp16,none \
         --optimizers SGD,SAM,ESAM,KSAM,ARSAM --json docs/results/step_syncs_cuda.json
 
-ResNet-18 (CIFAR stem), batch 128 of random images, the setup of ``arsam-bench throughput``
-(its models, optimizers and closure). Per optimizer and AMP mode (autocast in bf16 or fp16; fp16
+ResNet-18 (CIFAR stem; ``--model``), batch 128 of random images: ``arsam-bench throughput``'s
+setup (its models, optimizers and closure). Per optimizer and AMP mode (autocast in bf16 or fp16; fp16
 with a dynamic GradScaler, as AmpOptimWrapper): median step time over ``--steps`` timed steps
 after ``--warmup``, images/s and the ratio to SGD; then the synchronizations of ``--sync-steps``
 further steps counted by ``torch.cuda.set_sync_debug_mode('warn')`` (one warning per
 synchronizing call), per step with and without a SAM gradient. On the CPU the step time is
-measured and the synchronizations are not (there are none to count).
+measured and the synchronizations are not (there are none to count; tests/test_core_syncs.py
+counts the host reads that would be).
 """
 import argparse
 import json
@@ -22,7 +23,7 @@ import warnings
 import torch
 
 from arsam.bench.common import build_optimizer, per_sample_closure, pick_device, train_step
-from arsam.bench.throughput import setup
+from arsam.bench.throughput import MODELS, setup
 
 AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -55,7 +56,7 @@ def synchronize(device):
 
 
 def measure(label, amp, args, device):
-    model, x, y = setup("resnet18", args.batch_size, device, seed=0)
+    model, x, y = setup(args.model, args.batch_size, device, seed=0)
     opt = build_optimizer(label, model, lr=0.01, start_iter=args.warmup)
     step = step_fn(opt, model, x, y, device, AMP[amp])
     times = []
@@ -87,6 +88,7 @@ def measure(label, amp, args, device):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    p.add_argument("--model", choices=sorted(MODELS), default="resnet18")
     p.add_argument("--amp", default="bf16,fp16")
     p.add_argument("--optimizers", default="SGD,SAM,ESAM,KSAM,ARSAM")
     p.add_argument("--batch-size", type=int, default=128)
