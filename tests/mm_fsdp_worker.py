@@ -13,7 +13,8 @@ import traceback
 
 import torch
 import torch.distributed as dist
-from mm_tiny import BATCH, TinyClassifier, TinyData, make_model, optim_cfg
+from mm_tiny import (BATCH, PerSampleClassifier, TinyClassifier, TinyData, make_model,
+                     optim_cfg)
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.registry import RUNNERS
@@ -36,6 +37,8 @@ CASES = {
     "ESAM": ("ESAMOptimWrapper", dict(beta=0.5, gamma=1.0), FULL),
     "LookSAM": ("LookSAMOptimWrapper", dict(k=2), FULL),
     "ARSAM": ("ARSAMOptimWrapper", dict(start_iter=2), FULL),
+    # per-sample losses, a first pass without backward, replays of selected samples
+    "KSAM": ("KSAMOptimWrapper", dict(k1=0.25, k2=0.5), FULL),
     # per-rank files of ShardedTensors: loaded only by full unpickling
     "ARSAM-local": ("ARSAMOptimWrapper", dict(start_iter=2), "local"),
 }
@@ -72,7 +75,8 @@ def run(work_dir, name, resume=False, stop=None):
     wrapper, kwargs, state_dict_cfg = {**CASES, **REFUSED}[name]
     record = Record(stop)
     runner = RUNNERS.get(BASE.runner_type)(
-        model=make_model(TinyClassifier, bn=False), work_dir=work_dir, experiment_name=name,
+        model=make_model(PerSampleClassifier if name == "KSAM" else TinyClassifier, bn=False),
+        work_dir=work_dir, experiment_name=name,
         strategy=dict(STRATEGY, state_dict_cfg=state_dict_cfg), launcher="pytorch",
         train_dataloader=dict(dataset=TinyData(n=32), batch_size=BATCH, num_workers=0,
                               sampler=dict(type="InfiniteSampler", shuffle=False),

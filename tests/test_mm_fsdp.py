@@ -50,7 +50,8 @@ def global_batch_reference(name):
     return dict(model.named_parameters()), stats
 
 
-@pytest.mark.parametrize("name", [n for n in CASES if CASES[n][2] != "local"])
+#: K-SAM ranks the samples of each rank's batch (as under DDP): not the global batch's top-k
+@pytest.mark.parametrize("name", [n for n in CASES if CASES[n][2] != "local" and n != "KSAM"])
 def test_fsdp_trains_as_the_optimizer_on_the_global_batch(results, name):
     weights, stats = global_batch_reference(name)
     for rank in results:
