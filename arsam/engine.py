@@ -163,7 +163,7 @@ OWN_STATE = "arsam"
 OWN_PREFIX = "arsam."
 
 
-def current_layout(state_dict: Any) -> Dict[str, Any]:
+def _current_layout(state_dict: Any) -> Dict[str, Any]:
     """``state_dict`` in the layout of :meth:`SharpnessAwareOptimizer.state_dict`; one of the
     layout before it (``{'base_optimizer': <the base's state_dict>, 'arsam': {..., 'buffers':
     {i: {name: tensor}}}}``) converted. ValueError for anything else."""
@@ -671,7 +671,7 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         """Load what :meth:`state_dict` returned, or a state dict of the layout before it (keys
         ``'base_optimizer'`` and ``'arsam'``: checkpoints saved before FSDP support)."""
-        state_dict = current_layout(state_dict)
+        state_dict = _current_layout(state_dict)
         state = dict(state_dict["state"])
         own = state.pop(OWN_STATE)
         base, buffers = {}, {}
