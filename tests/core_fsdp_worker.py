@@ -40,7 +40,9 @@ CASES = {
     # the schedule's norms on the last 2 tensors (FSDP1: held by one rank), 3 sampled steps
     "ARSAM-last2": ("ARSAM", dict(ARSAM, start_iter=3, norm_params=2), False),
     "SAM-one-weight": ("SAM", {}, False),  # a model of 1 element: rank 1 holds none of it
+    "SAM-skip": ("SAM", dict(skip_nonfinite=True), False),  # rank 1's half is NaN at step NAN_AT
 }
+NAN_AT = 3
 LAYOUTS = ("fsdp2", "fsdp1", "fsdp1-flat")  # fsdp1-flat: use_orig_params=False
 NORMS = ("psf_norm", "sgd_norm")  # ARSAM's schedule statistics (None for the others)
 
@@ -142,10 +144,13 @@ def run_case(name, layout, rank, world):
         y = torch.randint(0, 3, (world, N), generator=g)
         if same_batch:
             x, y = x[:1].expand_as(x), y[:1].expand_as(y)
+        if name == "SAM-skip" and step == NAN_AT:
+            x[1] = float("nan")  # the unsharded step sees it too: both skip
         batches.append((x, y))
         opt.step(closure_for(sharded, x[rank], y[rank]))
         ref_opt.step(closure_for(reference, x.flatten(0, 1), y.flatten(0, 1)))
         record.append(dict(sampled=opt.stats["sampled"], ref_sampled=ref_opt.stats["sampled"],
+                           skipped=opt.skipped_steps, ref_skipped=ref_opt.skipped_steps,
                            swp=swp[-1:], ref_swp=ref_swp[-1:],
                            norms=[opt.stats.get(k) for k in NORMS],
                            ref_norms=[ref_opt.stats.get(k) for k in NORMS],

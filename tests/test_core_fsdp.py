@@ -9,7 +9,7 @@ from torchrun import torchrun
 CHECKED = [f"{layout}:{name}" for layout in ("fsdp2", "fsdp1")
            for name in ("SAM", "ASAM", "ESAM", "ESAM-SDS", "KSAM", "LookSAM", "MSAM",
                         "ARSAM-matched", "ARSAM-vsam", "ARSAM-fixed", "ARSAM-last2",
-                        "SAM-one-weight")] + [
+                        "SAM-one-weight", "SAM-skip")] + [
                "fsdp1-flat:SAM", "fsdp1-flat:ARSAM-matched"]
 #: FSDP1's flat parameters (use_orig_params=False) hide the tensors ASAM and ESAM's SWP need
 FLAT_ERRORS = {
@@ -36,6 +36,7 @@ def test_sharded_step_is_the_unsharded_step_on_the_global_batch(results, case):
         assert not isinstance(rank, str), rank
     for step in zip(*ranks):
         assert step[0]["sampled"] == step[1]["sampled"] == step[0]["ref_sampled"]
+        assert step[0]["skipped"] == step[1]["skipped"] == step[0]["ref_skipped"]
         assert step[0]["swp"] == step[1]["swp"] == step[0]["ref_swp"]  # ESAM's tensors left out
         for record in step:
             for norm, ref in zip(record["norms"], record["ref_norms"]):  # ARSAM's statistics
@@ -46,6 +47,8 @@ def test_sharded_step_is_the_unsharded_step_on_the_global_batch(results, case):
     for rank in ranks:  # resumed from the rank's state dicts: bit for bit
         for p, q in zip(rank[-1]["weights"], rank[-1]["resumed_weights"]):
             assert torch.equal(p, q)
+    if name == "SAM-skip":  # rank 1 alone saw a NaN: both ranks skipped that step
+        assert [step["skipped"] for step in ranks[0]] == [0, 0, 0, 1, 1]
     if name.startswith("ESAM"):  # SWP left a tensor out of some step's ascent
         assert any(step["swp"] != [[]] for step in ranks[0])
 
