@@ -153,17 +153,26 @@ class ArsamFSDPStrategy(FSDPStrategy):
     optimizer state dict."""
 
     def optim_state_dict(self) -> dict:
-        """mmengine's, without FSDP's warning that it copies ``state['arsam']`` as it is (the
-        core's own state, not a parameter's: copying it is what it needs)."""
+        """mmengine's, with the optim wrapper's loss scaler state (FSDP's optimizer state dict
+        keeps ``state`` and ``param_groups`` only) and without FSDP's warning that it copies
+        ``state['arsam']`` as it is (the core's own state: copying it is what it needs)."""
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Found a optim state, arsam, that FSDP "
                                     "cannot process")
-            return super().optim_state_dict()
+            state = super().optim_state_dict()
+        scaler = getattr(self.optim_wrapper, "loss_scaler", None)
+        if state and scaler is not None:  # rank0_only: the other ranks' are empty
+            state["loss_scaler"] = scaler.state_dict()
+        return state
 
     def load_optim_state_dict(self, state_dict: dict) -> None:
         from torch.distributed.fsdp import FullyShardedDataParallel
-        self.optim_wrapper.load_state_dict(FullyShardedDataParallel.optim_state_dict_to_load(
-            self.model, self.optim_wrapper.optimizer, state_dict))
+        state_dict = dict(state_dict)
+        scaler = state_dict.pop("loss_scaler", None)
+        state = FullyShardedDataParallel.optim_state_dict_to_load(
+            self.model, self.optim_wrapper.optimizer, state_dict)
+        self.optim_wrapper.load_state_dict(
+            state if scaler is None else dict(state, loss_scaler=scaler))
 
 
 class _DropConfigHook(Hook):

@@ -104,10 +104,11 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
         self.amp = cast_dtype is not None or loss_scale is not None
         self.cast_dtype = cast_dtype  # None under AMP: the device's default (mmengine's autocast)
         self._static_scale = loss_scale if isinstance(loss_scale, (int, float)) else None
+        self._scaler_kwargs = None if loss_scale is None else (
+            loss_scale if isinstance(loss_scale, dict) else
+            {} if loss_scale == "dynamic" else dict(init_scale=float(loss_scale)))
         if loss_scale is not None:
-            kwargs = loss_scale if isinstance(loss_scale, dict) else (
-                {} if loss_scale == "dynamic" else dict(init_scale=float(loss_scale)))
-            core.loss_scaler = torch.amp.GradScaler(get_device(), **kwargs)
+            core.loss_scaler = torch.amp.GradScaler(get_device(), **self._scaler_kwargs)
         core.ascent_context = self._ascent_context
         self.sync_ascent = sync_ascent
         self._model = None     # the model given to optim_context (DDP or not)
@@ -158,15 +159,17 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
 
     def _check_sharding(self, model):
         """A new model: the core learns whether its parameters are sharded (FSDP1, mmengine's
-        FSDPStrategy), and so reduces norms over the shards. Loss scaling is refused there:
-        GradScaler decides per rank whether to skip (FSDP needs ShardedGradScaler)."""
+        FSDPStrategy), and so reduces norms over the shards. A loss scaler becomes FSDP's
+        ShardedGradScaler there (its state kept), whose skip decision is every rank's (a
+        GradScaler would decide per rank on the rank's shards)."""
         core = self.optimizer
         core.find_shards(model)
-        if core.shard_group is not None and self.loss_scaler is not None:
-            raise ValueError(f"loss_scale under FSDP is not supported by {type(self).__name__} "
-                             "(torch's GradScaler would skip steps per rank): use "
-                             "dtype='bfloat16' without loss_scale, or the model's own "
-                             "mixed_precision")
+        if core.shard_group is not None and type(core.loss_scaler) is torch.amp.GradScaler:
+            from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+            scaler = ShardedGradScaler(get_device(), process_group=core.shard_group,
+                                       **self._scaler_kwargs)
+            scaler.load_state_dict(core.loss_scaler.state_dict())
+            core.loss_scaler = scaler
 
     def update_params(self, loss: torch.Tensor, step_kwargs: Optional[Dict] = None,
                       zero_kwargs: Optional[Dict] = None) -> None:

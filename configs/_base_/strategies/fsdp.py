@@ -1,6 +1,7 @@
 # FSDP through mmengine's FlexibleRunner (docs/mmengine.md, "FSDP"): add this file to a config's
 # _base_ list and train under torchrun (`arsam-train CONFIG --launcher pytorch`). The optim
-# wrapper stays the config's (SAMOptimWrapper, ..., ARSAMOptimWrapper), without loss_scale.
+# wrapper stays the config's (SAMOptimWrapper, ..., ARSAMOptimWrapper; a loss_scale becomes
+# FSDP's ShardedGradScaler).
 runner_type = 'ArsamFlexibleRunner'  # FlexibleRunner with weights-only checkpoint loading
 strategy = dict(
     type='ArsamFSDPStrategy',  # FSDPStrategy whose resume works on torch >= 2.1
