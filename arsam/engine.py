@@ -11,8 +11,12 @@ The closure protocol: ``closure(indices=None)`` runs a forward pass only, on the
 the samples at ``indices`` (a LongTensor), and returns per-sample losses of shape ``[n]`` (a scalar
 is accepted by the optimizers that never select samples). The optimizer reduces by the mean and
 runs every backward itself. A closure that breaks the protocol (runs a backward itself, returns
-losses without a graph, non-finite losses or the wrong number of them) raises an error naming the
-problem, with the step undone.
+losses without a graph or the wrong number of them) raises an error naming the problem, with the
+step undone.
+
+No value is read on the host in a step (no host-device synchronization) unless the algorithm
+needs it for a decision: ``skip_nonfinite``'s check, ARSAM's schedule on its sampled steps, a
+loss scaler's scale (docs/benchmarks.md, "Host-device synchronization").
 
 Gradient accumulation: ``accumulate(closure)`` per micro-batch, then ``step()``
 (:meth:`SharpnessAwareOptimizer.accumulate`).
@@ -59,9 +63,9 @@ def subset_size(name, value, batch):
     return k
 
 
-def _total_norm(norms):
+def _total_norm(norms, device=None):
     if not norms:
-        return torch.zeros(())
+        return torch.zeros((), device=device)
     return torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))
 
 
@@ -112,21 +116,24 @@ def _sum_over(value, group):
     return value
 
 
-def tensors_norm(tensors: Sequence[torch.Tensor], group: Any = None) -> torch.Tensor:
+def tensors_norm(tensors: Sequence[torch.Tensor], group: Any = None, *,
+                 device: Any = None) -> torch.Tensor:
     """‖(t_1, ..., t_n)‖_2 of a list of tensors, as a 0-dim tensor. Of the whole tensors when
     they are shards over the ranks of ``group`` (FSDP1's) or DTensors (``fully_shard``): the
-    ranks' squared norms summed, one all-reduce; every rank must call it."""
+    ranks' squared norms summed in float64, one all-reduce; every rank must call it, a rank
+    holding no shard of them with an empty list (its zero on ``device``)."""
     group = _sharded(tensors, group)
-    norm = _total_norm(torch._foreach_norm([_local(t) for t in tensors]) if tensors else [])
-    return norm if group is None else _sum_over(norm.square(), group).sqrt()
+    local = [_local(t) for t in tensors]
+    norm = _total_norm(torch._foreach_norm(local) if tensors else [], device)
+    return norm if group is None else _sum_over(norm.double().square(), group).sqrt()
 
 
-def tensors_dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor],
-                group: Any = None) -> torch.Tensor:
+def tensors_dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], group: Any = None, *,
+                device: Any = None) -> torch.Tensor:
     """<(a_1, ..., a_n), (b_1, ..., b_n)> of two lists of tensors, as a 0-dim float64 tensor; of
     the whole tensors when sharded (as :func:`tensors_norm`: one all-reduce)."""
     group = _sharded(a, group)
-    dot = torch.zeros((), dtype=torch.float64) if not a else torch.stack(
+    dot = torch.zeros((), dtype=torch.float64, device=device) if not a else torch.stack(
         [torch.vdot(_local(x).flatten(), _local(y).flatten()) for x, y in zip(a, b)]
     ).double().sum()
     return _sum_over(dot, group)
@@ -160,6 +167,34 @@ class _NonFiniteStep(Exception):
     """Raised inside a step with ``skip_nonfinite``: the step is undone and skipped."""
 
 
+#: the entry of ``state_dict()['state']`` that holds the optimizer's own state (torch's
+#: per-parameter entries have int keys; FSDP's optimizer state dict copies other entries)
+OWN_STATE = "arsam"
+#: prefix of the optimizer's own buffers among a parameter's entries of ``state_dict()['state']``
+OWN_PREFIX = "arsam."
+
+
+def _current_layout(state_dict: Any) -> Dict[str, Any]:
+    """``state_dict`` in the layout of :meth:`SharpnessAwareOptimizer.state_dict`; one of the
+    layout before it (``{'base_optimizer': <the base's state_dict>, 'arsam': {..., 'buffers':
+    {i: {name: tensor}}}}``) converted. ValueError for anything else."""
+    if isinstance(state_dict, dict) and set(state_dict) == {"base_optimizer", "arsam"}:
+        base, own = state_dict["base_optimizer"], dict(state_dict["arsam"])
+        state = {i: dict(s) for i, s in base["state"].items()}
+        for i, buffers in own.pop("buffers").items():
+            state.setdefault(int(i), {}).update({OWN_PREFIX + k: v for k, v in buffers.items()})
+        return {"state": {**state, OWN_STATE: own}, "param_groups": base["param_groups"]}
+    if not (isinstance(state_dict, dict) and set(state_dict) == {"state", "param_groups"}):
+        got = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
+        raise ValueError("state_dict must come from an arsam optimizer's state_dict() (keys "
+                         f"'state' and 'param_groups'), got {got}")
+    if OWN_STATE not in state_dict["state"]:
+        raise ValueError("state_dict must come from an arsam optimizer's state_dict(): its "
+                         f"'state' has no entry {OWN_STATE!r} (the optimizer's own state; a "
+                         "base optimizer's state_dict?)")
+    return state_dict
+
+
 #: param-group keys of the SAM family, which a base optimizer must not use for its own settings
 GROUP_KEYS = {"rho": "the ascent radius", "adaptive": "the ASAM switch", "eta": "ASAM's η"}
 
@@ -190,7 +225,9 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
             same on every DDP rank so that all ranks take the same random decisions.
         skip_nonfinite: a step whose losses or gradients are not finite is skipped (weights,
             gradients and state as before it; ``stats['skipped']``, ``skipped_steps`` count it),
-            as GradScaler skips an overflowed step; False: a non-finite loss is a ValueError.
+            as GradScaler skips an overflowed step; the check reads a flag on the host once per
+            pass. False: nothing is checked (non-finite losses propagate into the weights, as
+            with torch's optimizers) and no value is read on the host.
             With a ``loss_scaler`` the scaler skips overflowed steps itself. Under
             torch.distributed every rank skips when any rank would (one all-reduce per check).
         total_steps, steps_per_epoch: the run's length, for arguments given as a fraction of the
@@ -270,7 +307,11 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         self.param_groups = base.param_groups
         self.defaults.update(base.defaults)
         self.model = model
-        self.shard_group = self._find_shard_group(shard_group)
+        self.shard_group = self._find_shard_group(shard_group, model)
+        if any(g["adaptive"] for g in self.param_groups) and self._flat_parameters():
+            raise ValueError("adaptive=True (ASAM: T = 1 on the biases, found by name) needs the "
+                             "model's own parameter tensors, but these are FSDP1 flat parameters"
+                             ": wrap the model with use_orig_params=True")
         self.skip_nonfinite = skip_nonfinite
         self.total_steps, self.steps_per_epoch = total_steps, steps_per_epoch
         self.loss_scaler = None
@@ -477,7 +518,15 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
     def _discard_step(self) -> None:
         """Forget what :meth:`_begin_step` and the micro-batches set up: nothing here."""
 
-    def _find_shard_group(self, shard_group):
+    def find_shards(self, model: nn.Module) -> None:
+        """Learn the shard group from ``model``, the module as trained (FSDP1's
+        FullyShardedDataParallel), unless one is known: for integrations that build the
+        optimizer before they see the wrapped model (mmengine's wrappers, in ``optim_context``).
+        """
+        if self.shard_group is None:
+            self.shard_group = self._find_shard_group(None, model)
+
+    def _find_shard_group(self, shard_group, model):
         """The group over which the parameters are sharded: ``shard_group``, that of the FSDP1
         modules in ``model`` or of DTensor parameters (``fully_shard``); None: whole tensors
         (one process, DDP replicas). FSDP1's flat parameters without a model are an error
@@ -485,16 +534,15 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         if shard_group is not None or not (dist.is_available() and dist.is_initialized()):
             return shard_group
         from torch.distributed.fsdp import FullyShardedDataParallel
-        from torch.distributed.fsdp._flat_param import FlatParameter
         params = self._params()
         dtensors = [p for p in params if _is_dtensor(p)]
         if dtensors and len(dtensors) < len(params):
             raise ValueError("some parameters are DTensors (fully_shard) and some are not: arsam "
                              "needs them all sharded alike (norms are reduced over one group)")
         groups = [_dtensor_group(p) for p in dtensors] or [
-            m.process_group for m in (self.model.modules() if self.model is not None else ())
+            m.process_group for m in (model.modules() if model is not None else ())
             if isinstance(m, FullyShardedDataParallel)]
-        if not groups and any(isinstance(p, FlatParameter) for p in params):
+        if not groups and self._flat_parameters():
             raise ValueError("the parameters are FSDP1 flat parameters: give model= (the "
                              "FullyShardedDataParallel module) or shard_group= (its "
                              "process_group), or norms would be each rank's shard's")
@@ -503,13 +551,26 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
                              "reduces norms over one (give shard_group=)")
         return groups[0] if groups else None
 
+    def _flat_parameters(self):
+        """Whether the parameters are FSDP1's flat parameters (``use_orig_params=False``), each
+        holding several tensors of the model."""
+        if not (dist.is_available() and dist.is_initialized()):
+            return False
+        from torch.distributed.fsdp._flat_param import FlatParameter
+        return any(isinstance(p, FlatParameter) for p in self._params())
+
     def _norm(self, tensors):
         """:func:`tensors_norm` of the whole tensors, for the parameters' layout."""
-        return tensors_norm(tensors, self.shard_group)
+        return tensors_norm(tensors, self.shard_group, device=self._device())
 
     def _dot(self, a, b):
         """:func:`tensors_dot` of the whole tensors, for the parameters' layout."""
-        return tensors_dot(a, b, self.shard_group)
+        return tensors_dot(a, b, self.shard_group, device=self._device())
+
+    def _device(self):
+        """Where the parameters live (a sharded rank's empty norm is reduced there)."""
+        params = self._params()
+        return params[0].device if params else None
 
     def _undo(self, generator_state):
         """A failed or skipped step: weights back at w, its gradients cleared, generator rewound."""
@@ -597,7 +658,8 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
 
     def _check_loss(self, loss, indices, per_sample, backward):
         """The closure protocol: a tensor of losses, per sample (one per index) where needed,
-        with a graph to differentiate on backward passes, finite, and no backward run by it."""
+        with a graph to differentiate on backward passes, and no backward run by it; with
+        ``skip_nonfinite``, finite. Shapes and flags only: no value is read on the host."""
         name = type(self).__name__
         if backward and any(p.grad is not None for p in self._params()):
             raise TypeError(self._ran_backward())
@@ -623,22 +685,18 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
             raise TypeError(f"closure returned losses without a graph (computed under "
                             f"torch.no_grad() or detached); {name} differentiates them: the "
                             "closure must run the forward with gradients enabled")
-        if self.loss_scaler is not None:
-            return  # overflow is the loss scaler's business
-        nonfinite = ~torch.isfinite(loss).all()
-        if self.skip_nonfinite:
-            if self._on_any_rank(nonfinite):
+        # the value is read on the host only to skip (a synchronization with the device per
+        # pass); without skip_nonfinite a non-finite loss propagates, as in torch's optimizers
+        if self.skip_nonfinite and self.loss_scaler is None:  # overflow: the scaler's business
+            if self._on_any_rank(~torch.isfinite(loss).all()):
                 raise _NonFiniteStep
-        elif nonfinite:
-            raise ValueError(f"closure returned a non-finite loss in pass {self._passes} of "
-                             f"{name}'s step (weights back at w, nothing changed; "
-                             "skip_nonfinite=True skips such steps)")
 
     def _check_gradient(self):
         """After a backward: some parameter got a gradient; with ``skip_nonfinite`` (and no
         loss scaler, which handles overflow itself) all of them are finite."""
         grads = [p.grad for p in self._params() if p.grad is not None]
-        if not grads:
+        if not grads and any(_local(p).numel() for p in self._params()):  # FSDP1: a rank may
+            # hold no element of any parameter (then none gets a gradient there)
             raise TypeError(f"the closure's losses do not depend on any parameter of "
                             f"{type(self).__name__}: no gradient reached them (a copy of the "
                             "model?)")
@@ -754,35 +812,54 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         return [p for group in self.param_groups for p in group["params"]]
 
     def state_dict(self) -> Dict[str, Any]:
-        """The base optimizer's state plus the step counters, the generator and own buffers."""
+        """torch's layout (``state``, ``param_groups``): the base optimizer's, with the own
+        buffers (:attr:`persistent`) in their parameter's state as ``'arsam.<name>'`` and the
+        step counters, the generator's state (bytes) and the algorithm's state in
+        ``state['arsam']``, which holds no tensor. So FSDP's optimizer state dict
+        (``FSDP.optim_state_dict``, mmengine's FSDPStrategy) gathers or shards the buffers like
+        the base optimizer's state and copies ``state['arsam']`` (it would drop a nested tensor
+        when loading rank 0's full state on every rank)."""
+        base = self.base_optimizer.state_dict()
+        state = {i: dict(s) for i, s in base["state"].items()}
         index = {p: i for i, p in enumerate(self._params())}
-        buffers = {index[p]: {k: s[k].clone() for k in self.persistent if k in s}
-                   for p, s in self.state.items() if p in index}
-        return {"base_optimizer": self.base_optimizer.state_dict(),
-                "arsam": dict(iteration=self.iteration, generator=self.generator.get_state(),
-                              skipped_steps=self.skipped_steps,
-                              buffers={i: b for i, b in buffers.items() if b},
-                              **self._extra_state())}
+        for p, s in self.state.items():
+            own = {OWN_PREFIX + k: s[k].clone() for k in self.persistent if k in s}
+            if own and p in index:
+                state.setdefault(index[p], {}).update(own)
+        state[OWN_STATE] = dict(iteration=self.iteration, skipped_steps=self.skipped_steps,
+                                generator=bytes(self.generator.get_state().tolist()),
+                                **self._extra_state())  # no tensor: FSDP copies it as it is
+        return {"state": state, "param_groups": base["param_groups"]}
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        """Load a :meth:`state_dict`; micro-batches accumulated before are dropped (a state
-        holds whole steps only)."""
-        if set(state_dict) != {"base_optimizer", "arsam"}:
-            raise ValueError("state_dict must come from an arsam optimizer's state_dict() "
-                             f"(keys 'base_optimizer', 'arsam'), got keys {sorted(state_dict)}")
+        """Load what :meth:`state_dict` returned, or a state dict of the layout before it (keys
+        ``'base_optimizer'`` and ``'arsam'``: checkpoints saved before FSDP support);
+        micro-batches accumulated before are dropped (a state holds whole steps only)."""
+        state_dict = _current_layout(state_dict)
         self._discard()
-        own = state_dict["arsam"]
-        self.base_optimizer.load_state_dict(state_dict["base_optimizer"])
+        state = dict(state_dict["state"])
+        own = state.pop(OWN_STATE)
+        base, buffers = {}, {}
+        for i, entries in state.items():
+            base[i] = {k: v for k, v in entries.items() if not k.startswith(OWN_PREFIX)}
+            buffers[i] = {k[len(OWN_PREFIX):]: v for k, v in entries.items()
+                          if k.startswith(OWN_PREFIX)}
+        self.base_optimizer.load_state_dict(
+            {"state": {i: s for i, s in base.items() if s},
+             "param_groups": state_dict["param_groups"]})
         self.param_groups = self.base_optimizer.param_groups  # the base made new group dicts
         params = self._params()
         self.state.clear()
-        for i, buffers in own["buffers"].items():
+        for i, entries in buffers.items():
             p = params[int(i)]
-            self.state[p].update({k: v.to(device=p.device, dtype=p.dtype, copy=True)
-                                  for k, v in buffers.items()})
+            if entries:
+                self.state[p].update({k: v.to(device=p.device, dtype=p.dtype, copy=True)
+                                      for k, v in entries.items()})
         self.iteration = own["iteration"]
         self.skipped_steps = own.get("skipped_steps", 0)  # absent from state saved before it
-        self.generator.set_state(own["generator"])
+        generator = own["generator"]  # bytes; a ByteTensor in the layout before
+        self.generator.set_state(generator if torch.is_tensor(generator) else
+                                 torch.frombuffer(bytearray(generator), dtype=torch.uint8))
         self._load_extra_state(own)
 
     def __getstate__(self):  # torch's keeps only defaults/state/param_groups

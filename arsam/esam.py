@@ -48,6 +48,10 @@ class ESAM(SharpnessAwareOptimizer):
                   "in [0, 1]")
         check_arg("radius", radius, radius in RADII, f"one of {RADII}")
         super().__init__(params, base_optimizer, rho, **kwargs)
+        if beta < 1 and self._flat_parameters():
+            raise ValueError(f"beta={beta} (SWP) chooses among the model's parameter tensors, "
+                             "but these are FSDP1 flat parameters (several tensors each): wrap "
+                             "the model with use_orig_params=True")
         self.beta, self.gamma, self.radius = beta, gamma, radius
         self._swp_mask = None  # (generator state before the draw, tensors turned off)
 

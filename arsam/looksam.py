@@ -44,7 +44,8 @@ class LookSAM(SharpnessAwareOptimizer):
             self._restore()
             g_s = [p.grad for p in params]
             coef = (self._dot(g_s, g) / self._norm(g).double() ** 2).nan_to_num(0.0)
-            g_v = torch._foreach_add(g_s, g, alpha=-coef.item())  # g_s - <g_s,g>/‖g‖²·g
+            # g_s - <g_s,g>/‖g‖²·g, the coefficient kept on the device
+            g_v = torch._foreach_addcmul(g_s, g, [-coef] * len(g))
             if self.loss_scaler is not None:  # stored unscaled; an overflow keeps the old g_v
                 torch._foreach_mul_(g_v, 1.0 / self.loss_scaler.get_scale())
             if self.loss_scaler is None or torch.isfinite(self._norm(g_v)):
@@ -53,8 +54,7 @@ class LookSAM(SharpnessAwareOptimizer):
             return loss.mean()
         stored = [self.state[p]["g_v"] for p in params if "g_v" in self.state[p]]
         if stored and len(stored) == len(params):
-            g_v_norm = self._norm(stored)
-            if g_v_norm > 0:
-                scale = self.alpha * self._norm(g) / g_v_norm
-                torch._foreach_add_(g, stored, alpha=scale.item())  # g + α·‖g‖/‖g_v‖·g_v
+            g_v_norm = self._norm(stored)  # g_v = 0 (g_s parallel to g): g as it is
+            scale = torch.where(g_v_norm > 0, self.alpha * self._norm(g) / g_v_norm, 0.0)
+            torch._foreach_addcmul_(g, stored, [scale] * len(g))  # g + α·‖g‖/‖g_v‖·g_v
         return loss.mean()

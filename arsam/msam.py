@@ -63,9 +63,8 @@ class MSAM(SharpnessAwareOptimizer):
                 groups.append((group, ps, [self.base_optimizer.state[p][self.buffer_name]
                                            for p in ps]))
         norm = self._norm([v for _, _, vs in groups for v in vs])  # ‖v_t‖ over the groups
-        if norm > 0:
-            for group, ps, vs in groups:
-                self._move(ps, vs, (-group["rho"] / (norm + 1e-12)).to(ps[0].device))
+        for group, ps, vs in groups:  # v_t = 0: moved by 0·v (exactly w), no host read of ‖v‖
+            self._move(ps, vs, (-group["rho"] / (norm + 1e-12)).to(ps[0].device))
 
     prepare_first_pass = descend
 

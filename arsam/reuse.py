@@ -138,7 +138,7 @@ class ARSAM(SharpnessAwareOptimizer):
         it is stored. Returns False for a non-finite PSF (an overflowed loss-scaled step, which
         the scaler skips: nothing is stored)."""
         measured = self._measured(params)
-        sgd_norm = self._norm([g_sgd[k] for k in measured]).item() / scale
+        sgd_norm = self._norm([g_sgd[k] for k in measured])  # before g_sgd becomes the PSF
         psf = g_sgd
         torch._foreach_sub_(psf, [p.grad for p in params])  # g_SGD - g_SAM
         torch._foreach_mul_(psf, -1.0 / scale)
@@ -146,11 +146,17 @@ class ARSAM(SharpnessAwareOptimizer):
             return False
         new = [psf[k] for k in measured]
         stored = [self.state[params[k]]["psf"] for k in measured if "psf" in self.state[params[k]]]
-        paired = len(stored) == len(new)
-        self.psf_norm = self._norm(new).item()
-        sample = Sample(self.psf_norm, sgd_norm,
-                        dot=self._dot(new, stored).item() if paired else 0.0,
-                        stored_sq=self._norm(stored).item() ** 2 if paired else 0.0,
+        # a PSF stored for every measured tensor (sharded: a rank's stored and new shards are
+        # of the same tensors, but a rank holding none of them has both empty)
+        paired = self.last_sampled is not None and len(stored) == len(new)
+        # the schedule decides on the host: the step's one read of device values (one sync)
+        zero = torch.zeros((), dtype=torch.float64, device=sgd_norm.device)
+        values = [sgd_norm, self._norm(new), *((self._dot(new, stored), self._norm(stored))
+                                               if paired else (zero, zero))]
+        sgd_norm, self.psf_norm, dot, stored_norm = torch.stack(
+            [v.double().to(zero.device) for v in values]).tolist()
+        sgd_norm /= scale
+        sample = Sample(self.psf_norm, sgd_norm, dot=dot, stored_sq=stored_norm ** 2,
                         gap=None if self.last_sampled is None else i - self.last_sampled)
         self.schedule.observe(sample)
         for p, d in zip(params, psf):
@@ -208,7 +214,11 @@ class ARSAM(SharpnessAwareOptimizer):
         else:
             order = (list(self.model.parameters()) if self.model is not None
                      else [p for p in params])
-            chosen = [p for p in order if p in perturbed and p.grad is not None]
+            # sharded (FSDP1): a rank sees the gradients of its shard only, so the tensors
+            # that require one count, the same on every rank
+            has_grad = ((lambda p: p.requires_grad) if self.shard_group is not None
+                        else (lambda p: p.grad is not None))
+            chosen = [p for p in order if p in perturbed and has_grad(p)]
             if self.norm_params is not None:
                 chosen = chosen[-self.norm_params:]
         index = {p: k for k, p in enumerate(params)}

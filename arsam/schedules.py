@@ -35,7 +35,10 @@ def slice_variance(norms: Sequence[float], slices: int) -> float:
     (sample variances, as the official code's ``torch.var``; a one-value slice counts 0)."""
     ordered = torch.tensor(sorted(norms), dtype=torch.float64)
     parts = torch.tensor_split(ordered, slices)
-    return sum(part.var().item() if len(part) > 1 else 0.0 for part in parts) / slices
+    total = 0.0  # host values (CPU tensors of the stored norms): no device read
+    for part in parts:
+        total += part.var().item() if len(part) > 1 else 0.0
+    return total / slices
 
 
 def mean_change_rate(values: Sequence[float]) -> float:

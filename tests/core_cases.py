@@ -53,3 +53,20 @@ def closure_for(model, x, y, edit=None):
         losses = F.cross_entropy(model(xi), yi, reduction="none")
         return losses if edit is None else edit(losses, len(calls), indices)
     return closure
+
+
+def assert_same_state(a, b, where="state_dict"):
+    """Two (optimizer) state dicts equal bit for bit: the same keys, tensors, numbers."""
+    assert type(a) is type(b) or (torch.is_tensor(a) and torch.is_tensor(b)), where
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same_state(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{where}[{i}]")
+    elif torch.is_tensor(a):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True, msg=where)
+    else:
+        assert a == b or (a != a and b != b), where  # NaN == NaN

@@ -147,7 +147,7 @@ def test_digits_sam_family_trains_through_cli(algorithm, tmp_path):
     assert state["meta"]["iter"] == 6
     optimizer = state["optimizer"]
     assert optimizer["loss_scaler"]["scale"] > 0  # --amp: the loss scaler's state is saved
-    assert optimizer["base_optimizer"]["param_groups"][0]["initial_lr"] == 0.025  # 0.05 x 64/128
+    assert optimizer["param_groups"][0]["initial_lr"] == 0.025  # 0.05 x 64/128
     assert all(torch.isfinite(t).all() for t in state["state_dict"].values())
 
 

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 import arsam
-from core_cases import ALL, PASSES, closure_for, data, make, net, sam_every_step
+from core_cases import (ALL, PASSES, assert_same_state, closure_for, data, make, net,
+                        sam_every_step)
 
 
 
@@ -58,12 +59,8 @@ def test_failure_in_an_extra_pass_leaves_nothing_changed(name, fail_on):
     assert all(p.requires_grad for p in model.parameters())
     assert model[1].track_running_stats
     after = opt.state_dict()
-    assert after["arsam"]["iteration"] == state["arsam"]["iteration"] == 3
-    assert torch.equal(after["arsam"]["generator"], state["arsam"]["generator"])
-    assert after["arsam"].get("schedule") == state["arsam"].get("schedule")
-    for i, buffers in state["arsam"]["buffers"].items():
-        for k, v in buffers.items():
-            torch.testing.assert_close(after["arsam"]["buffers"][i][k], v, rtol=0, atol=0)
+    assert after["state"]["arsam"]["iteration"] == 3
+    assert_same_state(after, state)  # counters, generator, schedule, buffers, momentum
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -87,12 +84,51 @@ def test_resume_from_state_dict_is_bit_identical(name):
     assert opt2.stats == opt.stats
 
 
+def old_layout(opt):
+    """``opt``'s state in the layout state_dict() had before FSDP support (what checkpoints of
+    that time hold): the base's state dict apart, own buffers under 'arsam'['buffers']."""
+    index = {p: i for i, p in enumerate(opt._params())}
+    buffers = {index[p]: {k: s[k].clone() for k in opt.persistent if k in s}
+               for p, s in opt.state.items()}
+    return {"base_optimizer": copy.deepcopy(opt.base_optimizer.state_dict()),
+            "arsam": dict(iteration=opt.iteration, generator=opt.generator.get_state(),
+                          skipped_steps=opt.skipped_steps,
+                          buffers={i: b for i, b in buffers.items() if b},
+                          **copy.deepcopy(opt._extra_state()))}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_state_dict_is_torchs_layout_and_the_old_layout_still_loads(name):
+    model = net()
+    opt = make_for(name, model)
+    for s in range(5):
+        opt.step(closure_for(model, *data(s)))
+    state, old = opt.state_dict(), old_layout(opt)
+    assert set(state) == {"state", "param_groups"}
+    assert state["param_groups"] == opt.base_optimizer.state_dict()["param_groups"]
+    own = {k for s in state["state"].values() for k in s if k.startswith("arsam.")}
+    assert own == {f"arsam.{k}" for k in opt.persistent}  # ARSAM's psf, LookSAM's g_v
+    assert state["state"]["arsam"]["iteration"] == 5
+    for layout in (state, old):
+        resumed = net(seed=1)
+        resumed.load_state_dict(model.state_dict())
+        opt2 = make_for(name, resumed)
+        opt2.load_state_dict(copy.deepcopy(layout))
+        assert_same_state(opt2.state_dict(), state)
+
+
 def test_load_state_dict_rejects_a_foreign_state_dict():
     model = net()
     opt = make_for("SAM", model)
     plain = torch.optim.SGD(model.parameters(), lr=0.1).state_dict()
-    with pytest.raises(ValueError, match=r"state_dict must come from an arsam optimizer"):
+    with pytest.raises(ValueError, match=r"^state_dict must come from an arsam optimizer's "
+                       r"state_dict\(\): its 'state' has no entry 'arsam' \(the optimizer's own "
+                       r"state; a base optimizer's state_dict\?\)$"):
         opt.load_state_dict(plain)
+    with pytest.raises(ValueError, match=r"^state_dict must come from an arsam optimizer's "
+                       r"state_dict\(\) \(keys 'state' and 'param_groups'\), got \['model'\]$"):
+        opt.load_state_dict({"model": {}})
+    assert opt.iteration == 0 and not opt.base_optimizer.state
 
 
 def params():

@@ -1,32 +1,23 @@
 """2-process DDP (torchrun, gloo on CPU) through mmengine's Runner: same decisions and weights on
 every rank, per-replica ascent gradients (or all-reduced ones with sync_ascent), synced updates."""
 import copy
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 from mm_ddp_worker import CASES, STEPS
 from mm_tiny import PerSampleClassifier, TinyClassifier, TinyData, make_model
+from torchrun import torchrun
 
 import arsam
 
 WORLD = 2
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
-    path = os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")])
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone",
-         f"--nproc_per_node={WORLD}", os.path.join(HERE, "mm_ddp_worker.py"), str(out)],
-        env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    torchrun("mm_ddp_worker.py", out, world=WORLD)
     return {case: [torch.load(out / f"{case}-{rank}.pt") for rank in range(WORLD)]
             for case in CASES}
 

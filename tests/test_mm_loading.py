@@ -20,7 +20,7 @@ from mmengine.runner.checkpoint import CheckpointLoader, load_checkpoint, load_f
 import quant.mmlab  # noqa: F401  (QuantizedClassifier)
 from arsam.mmlab import checkpoint as ckpt
 from arsam.mmlab.classification import ImageClassifier
-from arsam.mmlab.runner import ArsamRunner
+from arsam.mmlab.runner import ArsamFlexibleRunner, ArsamRunner
 from arsam.mmlab.train import main
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -122,14 +122,14 @@ def runner(work_dir, runner_class=ArsamRunner, model=None, **kwargs):
                        **kwargs)
 
 
-@pytest.mark.parametrize("runner_class", [ArsamRunner, Runner])
+@pytest.mark.parametrize("runner_class", [ArsamRunner, ArsamFlexibleRunner, Runner])
 @pytest.mark.parametrize("resume", [False, True], ids=["load_from", "resume"])
 def test_runners_refuse_the_payload_before_training(tmp_path, run_checkpoint, runner_class,
                                                     resume):
     model = make_model(TinyClassifier)
     initial = copy.deepcopy(model.state_dict())
     settings = set(torch.serialization.get_safe_globals())
-    evil = with_payload(tmp_path, run_checkpoint, hub=runner_class is ArsamRunner)
+    evil = with_payload(tmp_path, run_checkpoint, hub=runner_class is not Runner)
     r = runner(tmp_path / "work", runner_class, model=model, load_from=str(evil), resume=resume)
     with pytest.raises(Exception, match=REFUSED):
         r.train()
@@ -204,9 +204,12 @@ def test_quant_loader_follows_an_enclosing_opt_in(tmp_path):
     torch.testing.assert_close(model.net.fc.weight, fp.net.fc.weight, rtol=0, atol=0)
 
 
-def test_resume_ignores_config_code_in_the_checkpoint_meta(tmp_path, run_checkpoint):
+@pytest.mark.parametrize("runner_class", [ArsamRunner, ArsamFlexibleRunner])
+def test_resume_ignores_config_code_in_the_checkpoint_meta(tmp_path, run_checkpoint,
+                                                           runner_class):
     """mmengine's resume executes ``meta['config']`` as a Python config file; a checkpoint of
-    tensors and strings alone could run code through it. ArsamRunner drops it."""
+    tensors and strings alone could run code through it. ArsamRunner drops it (and
+    ArsamFlexibleRunner, for FlexibleRunner's resume)."""
     code = f"x = __import__('pathlib').Path({str(tmp_path / 'pwned')!r}).write_text('pwned')"
     Config.fromstring(code, file_format=".py")  # the premise: mmengine executes it
     assert (tmp_path / "pwned").read_text() == "pwned"
@@ -215,8 +218,8 @@ def test_resume_ignores_config_code_in_the_checkpoint_meta(tmp_path, run_checkpo
         checkpoint = torch.load(run_checkpoint, map_location="cpu")
     checkpoint["meta"]["config"] = code
     torch.save(checkpoint, tmp_path / "config.pth")
-    r = runner(tmp_path / "work", load_from=str(tmp_path / "config.pth"), resume=True,
-               train_cfg=dict(by_epoch=False, max_iters=3))
+    r = runner(tmp_path / "work", runner_class, load_from=str(tmp_path / "config.pth"),
+               resume=True, train_cfg=dict(by_epoch=False, max_iters=3))
     r.train()
     assert r.iter == 3 and not (tmp_path / "pwned").exists()
 

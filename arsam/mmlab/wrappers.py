@@ -118,10 +118,11 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
         self.amp = cast_dtype is not None or loss_scale is not None
         self.cast_dtype = cast_dtype  # None under AMP: the device's default (mmengine's autocast)
         self._static_scale = loss_scale if isinstance(loss_scale, (int, float)) else None
+        self._scaler_kwargs = None if loss_scale is None else (
+            loss_scale if isinstance(loss_scale, dict) else
+            {} if loss_scale == "dynamic" else dict(init_scale=float(loss_scale)))
         if loss_scale is not None:
-            kwargs = loss_scale if isinstance(loss_scale, dict) else (
-                {} if loss_scale == "dynamic" else dict(init_scale=float(loss_scale)))
-            core.loss_scaler = torch.amp.GradScaler(get_device(), **kwargs)
+            core.loss_scaler = torch.amp.GradScaler(get_device(), **self._scaler_kwargs)
         core.ascent_context = self._ascent_context
         self.sync_ascent = sync_ascent
         self._model = None     # the model given to optim_context (DDP or not)
@@ -153,6 +154,8 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
         if per_sample:
             check_per_sample_protocol(type(self).__name__, module, fn)
         core.model = module  # BatchNorm: statistics from the step's first pass only
+        if model is not self._model:
+            self._check_sharding(model)
         self._model, self._calls, self._first_losses = model, [], None
         core.prepare_first_pass()
         handle = model.register_forward_pre_hook(self._record, with_kwargs=True)
@@ -167,6 +170,20 @@ class SharpnessAwareOptimWrapper(OptimWrapper):
             raise
         finally:
             handle.remove()
+
+    def _check_sharding(self, model):
+        """A new model: the core learns whether its parameters are sharded (FSDP1, mmengine's
+        FSDPStrategy), and so reduces norms over the shards. A loss scaler becomes FSDP's
+        ShardedGradScaler there (its state kept), whose skip decision is every rank's (a
+        GradScaler would decide per rank on the rank's shards)."""
+        core = self.optimizer
+        core.find_shards(model)
+        if core.shard_group is not None and type(core.loss_scaler) is torch.amp.GradScaler:
+            from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+            scaler = ShardedGradScaler(get_device(), process_group=core.shard_group,
+                                       **self._scaler_kwargs)
+            scaler.load_state_dict(core.loss_scaler.state_dict())
+            core.loss_scaler = scaler
 
     def update_params(self, loss: torch.Tensor, step_kwargs: Optional[Dict] = None,
                       zero_kwargs: Optional[Dict] = None) -> None:
