@@ -26,6 +26,7 @@ from mmengine.structures import BaseDataElement
 from torch import nn
 
 import arsam
+from arsam.engine import OWN_PREFIX, OWN_STATE
 from arsam.mmlab.runner import ArsamRunner
 
 STEPS = 4
@@ -227,8 +228,9 @@ def test_loading_a_base_optimizers_state_is_refused():
     wrapper = build_optim_wrapper(model, wrapper_cfg("SAM"))
     plain = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(ValueError, match=r"state_dict must come from an arsam optimizer's "
-                                         r"state_dict\(\) \(keys 'base_optimizer', 'arsam'\), "
-                                         r"got keys \['param_groups', 'state'\]"):
+                                         r"state_dict\(\): its 'state' has no entry 'arsam' "
+                                         r"\(the optimizer's own state; a base optimizer's "
+                                         r"state_dict\?\)"):
         wrapper.load_state_dict(plain.state_dict())
 
 
@@ -529,6 +531,12 @@ class InfData(TinyData):
         self.x[BATCH:] = math.inf
 
 
+def own_buffers(state_dict):
+    """The algorithm's per-parameter buffers in an arsam state dict (``'arsam.<name>'``)."""
+    return {i: {k: v for k, v in s.items() if k.startswith(OWN_PREFIX)}
+            for i, s in state_dict["state"].items() if i != OWN_STATE}
+
+
 class Snapshots(Hook):
     """Weights, the base optimizer's state and the scale after each iteration."""
 
@@ -539,7 +547,7 @@ class Snapshots(Hook):
         wrapper = runner.optim_wrapper
         self.after.append((copy.deepcopy(runner.model.state_dict()),
                            copy.deepcopy(wrapper.optimizer.base_optimizer.state_dict()),
-                           copy.deepcopy(wrapper.optimizer.state_dict()["arsam"]["buffers"]),
+                           copy.deepcopy(own_buffers(wrapper.optimizer.state_dict())),
                            wrapper.loss_scaler.get_scale()))
 
 

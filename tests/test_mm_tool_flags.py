@@ -139,6 +139,6 @@ def test_every_wrapper_resumes_with_the_tools_flags(tool, whole_runs, tmp_path):
         whole_weights, whole_optimizer, _ = whole_runs[name]
         assert iters == 4 and os.path.exists(tmp_path / name / "iter_2.pth")
         assert optimizer["loss_scaler"]["scale"] == 2.0 ** 16  # mixed precision was on
-        assert optimizer["base_optimizer"]["param_groups"][0]["rho"] == 0.02  # --cfg-options
+        assert optimizer["param_groups"][0]["rho"] == 0.02  # --cfg-options
         assert_equal_states(weights, whole_weights)
         assert_equal_states(optimizer, whole_optimizer)
