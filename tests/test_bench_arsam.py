@@ -10,7 +10,7 @@ from arsam import fashion_mnist, nets
 from arsam.bench import accuracy, main
 from arsam.bench.common import (OPTIMIZERS, build_optimizer, method, parse_optimizers,
                                 per_sample_closure, train_step)
-from arsam.bench.plots import load_trace
+from arsam.bench.plots import load_trace, plot_pareto
 from arsam.bench.throughput import PassTimer, mixed, peak_rss_mib, run, summarize
 
 B = 8
@@ -245,6 +245,19 @@ def test_plot_from_accuracy_json_and_trace(digits_run, tmp_path):
                  str(tmp_path / "t.json"), "--out", str(tmp_path / "out")]) == 0
     for name in ("accuracy_vs_time.png", "accuracy_vs_sam_gradients.png", "sampling_trace.png"):
         assert (tmp_path / "out" / name).read_bytes()[:8] == PNG
+
+
+def test_pareto_plot_draws_sgd_cost_and_off_scale_methods(tmp_path):
+    """MSAM at 0 SAM gradients per step (symlog axis) and a method far below SGD (drawn at the
+    floor) on a Fashion-MNIST-like result."""
+    rows = [dict(optimizer=name, noise=0.6, accuracy_mean=acc, accuracy_std=1.0,
+                 sam_gradient_fraction=cost, runs=[])
+            for name, acc, cost in (("SGD", 49.0, 0.0), ("SAM", 73.0, 1.0),
+                                    ("MSAM-rho3", 55.0, 0.0), ("LookSAM-5", 21.6, 0.2),
+                                    ("ARSAM", 70.0, 0.127))]
+    path = tmp_path / "pareto.png"
+    plot_pareto(dict(config=dict(dataset="fashion-mnist", rho=0.2), results=rows), str(path))
+    assert path.read_bytes()[:8] == PNG
 
 
 def test_plot_reads_mmengine_scalars(tmp_path):
