@@ -25,6 +25,11 @@ def _pyplot():
     return plt
 
 
+def _rho(result):
+    rho = result["config"].get("rho")
+    return "" if rho is None else f", ρ = {rho:g}"
+
+
 def plot_accuracy(result, path):
     """Accuracy against training time, one line per method (the fixed-rate ``ARSAM@p`` runs left
     to the other figure), one panel per noise level."""
@@ -41,7 +46,7 @@ def plot_accuracy(result, path):
             colour = colours(k % 10)
             ax.plot(t, acc, label=r["optimizer"], color=colour, ls="-" if k < 10 else "--")
             ax.errorbar(t[-1], acc[-1], yerr=r["accuracy_std"], fmt="o", color=colour, capsize=3)
-        ax.set(title=f"{result['config']['dataset']}, label noise {noise:g}",
+        ax.set(title=f"{result['config']['dataset']}, label noise {noise:g}{_rho(result)}",
                xlabel="training time (s)", ylabel="test accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=4)
@@ -62,7 +67,6 @@ def plot_pareto(result, path):
     plt = _pyplot()
     noises = sorted({r["noise"] for r in result["results"]})
     config = result["config"]
-    rho = f", ρ = {config['rho']:g}" if config.get("rho") is not None else ""
     fig, axes = plt.subplots(1, len(noises), figsize=(6.5 * len(noises), 6.4), squeeze=False)
     markers = "sDv^<>pP*hXd"
     for ax, noise in zip(axes[0], noises):
@@ -103,7 +107,7 @@ def plot_pareto(result, path):
         ax.set_xticklabels(["0", "0.05", "0.1", "0.2", "0.5", "1"])
         if floor is not None:
             ax.set_ylim(bottom=floor - 1)
-        ax.set(title=f"{config['dataset']}, label noise {noise:g}{rho}",
+        ax.set(title=f"{config['dataset']}, label noise {noise:g}{_rho(result)}",
                xlabel="SAM gradients per step (warm-up included)", ylabel="test accuracy (%)")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
