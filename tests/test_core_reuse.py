@@ -493,6 +493,7 @@ def test_looksam_reuses_the_orthogonal_part_of_the_last_sam_gradient():
     g_v = g_s - (g_s @ g) / (g @ g) * g
     assert_at(problem, add(w0, sam_grad(problem, w0, 0.1), -0.1))
     assert abs((g_v @ g).item()) < 1e-12
+    assert opt.stats["gv_ratio"] == pytest.approx((g_v.norm() / g.norm()).item(), rel=1e-12)
     for _ in range(2):  # steps 1, 2: g + α·‖g‖/‖g_v‖·g_v
         wk = problem.at()
         opt.step(problem.closure)
@@ -500,6 +501,7 @@ def test_looksam_reuses_the_orthogonal_part_of_the_last_sam_gradient():
         update = gk + 0.7 * gk.norm() / g_v.norm() * g_v
         torch.testing.assert_close(flat(problem.at()), flat(wk) - 0.1 * update, **TIGHT)
         assert not opt.stats["sampled"] and opt.stats["backward_samples"] == 8
+        assert opt.stats["gv_ratio"] is None
     opt.step(problem.closure)  # step 3: SAM again
     assert opt.stats["sampled"] and opt.stats["backward_samples"] == 16
 
@@ -519,6 +521,7 @@ def test_looksam_reused_correction_is_set_by_alpha_not_by_rho():
         opt.step(problem.closure)  # SAM step: stores g_v
         g, g_s = flat(problem.grad(w0)), flat(sam_grad(problem, w0, rho))
         ratios.append(((g_s - (g_s @ g) / (g @ g) * g).norm() / g.norm()).item())  # SAM's r
+        assert opt.stats["gv_ratio"] == pytest.approx(ratios[-1], rel=1e-12)
         w1 = problem.at()
         opt.step(problem.closure)  # reuse step
         g1 = flat(problem.grad(w1))
