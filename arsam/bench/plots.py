@@ -59,16 +59,19 @@ def plot_pareto(result, path):
     """Final test accuracy (mean ± std over seeds) against SAM gradients per step, one panel per
     noise level: SGD and SAM as horizontal lines with their seed spread shaded, the fixed-rate
     ARSAM runs (``ARSAM@p[:gamma]``) as one curve per reuse weight, every other method as a point
-    of its own colour and marker, named in the legend. The x axis is logarithmic from 0.05 and
-    linear below, so that the methods at SGD's cost (0 SAM gradients: MSAM) show; a point more
-    than 8 points below SGD and SAM is drawn hollow at the panel's floor, its value in the
-    legend."""
+    of its own colour and marker (the same in every panel), named in the legend. The x axis is
+    logarithmic from 0.05 and linear below, so that the methods at SGD's cost (0 SAM gradients:
+    MSAM) show; a point more than 8 points below SGD and SAM is drawn hollow at the panel's
+    floor, its value in the legend."""
     import re
     plt = _pyplot()
     noises = sorted({r["noise"] for r in result["results"]})
     config = result["config"]
     fig, axes = plt.subplots(1, len(noises), figsize=(6.5 * len(noises), 6.4), squeeze=False)
     markers = "sDv^<>pP*hXd"
+    names = [n for n in dict.fromkeys(r["optimizer"] for r in result["results"])
+             if n not in ("SGD", "SAM") and not n.startswith("ARSAM@")]
+    colours = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
     for ax, noise in zip(axes[0], noises):
         rows = {r["optimizer"]: r for r in result["results"] if r["noise"] == noise}
         sgd, sam = rows.pop("SGD", None), rows.pop("SAM", None)
@@ -91,10 +94,10 @@ def plot_pareto(result, path):
                         [r["accuracy_mean"] for r in points],
                         yerr=[r["accuracy_std"] for r in points], marker="o", ms=4, capsize=2,
                         label=f"fixed rate, PSF reused with γ^k, γ = {gamma}")
-        colours = plt.get_cmap("tab10")
-        for k, (name, r) in enumerate(rows.items()):
+        for name, r in rows.items():  # one colour and marker per method across the panels
             x, y, std = r["sam_gradient_fraction"], r["accuracy_mean"], r["accuracy_std"]
-            style = dict(color=colours(k % 10), marker=markers[k % len(markers)], ms=7,
+            k = names.index(name)
+            style = dict(color=colours(k % colours.N), marker=markers[k % len(markers)], ms=7,
                          capsize=3, ls="none")
             label = f"{name} ({y:.1f} ± {std:.1f} %)"
             if floor is not None and y < floor:
