@@ -45,7 +45,8 @@ def method(label):
         except ValueError:
             value = 0.0
         if 0 < value < math.inf:
-            return method(base)[0], dict(method(base)[1], rho=value)
+            name, kwargs = method(base)
+            return name, dict(kwargs, rho=value)
     if label in METHODS:
         name, kwargs = METHODS[label]
         return name, dict(kwargs)
