@@ -1,8 +1,9 @@
 """Why LookSAM with α = 0.7 ends below SGD on Fashion-MNIST (docs/fidelity.md): one seed of the
 benchmark's setting (3000 training / 2000 test images, SmallResNet width 16, batch 64, lr 0.05
-with cosine decay, momentum 0.9, weight decay 5e-4, 15 epochs), printing per epoch the test
-accuracy, the mean training loss and the mean r = ‖g_v‖/‖g‖ on SAM steps (LookSAM's
-``stats['gv_ratio']``: the size of SAM's own correction orthogonal to g, relative to ‖g‖).
+with cosine decay, momentum 0.9 unless ``--momentum``, weight decay 5e-4, 15 epochs), printing
+per epoch the test accuracy, the mean training loss and the mean r = ‖g_v‖/‖g‖ on SAM steps
+(LookSAM's ``stats['gv_ratio']``: the size of SAM's own correction orthogonal to g, relative
+to ‖g‖).
 
 Variants: ``sam`` (LookSAM with k = 1, which is SAM: r along SAM's own trajectory), ``looksam``
 (k = 5), ``fresh`` (g_v recomputed on every step, update g + α·‖g‖/‖g_v‖·g_v: LookSAM's
@@ -47,6 +48,7 @@ def main(argv=None):
     p.add_argument("--noise", type=float, default=0.0)
     p.add_argument("--rho", type=float, default=0.2)
     p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -56,7 +58,7 @@ def main(argv=None):
     model = nets.SmallResNet(10, in_channels=1, width=16).train()
     cls, k = dict(sam=(LookSAM, 1), looksam=(LookSAM, 5), fresh=(FreshLookSAM, 1))[args.variant]
     opt = cls(model.parameters(), torch.optim.SGD, rho=args.rho, k=k, alpha=args.alpha,
-              model=model, lr=0.05, momentum=0.9, weight_decay=5e-4)
+              model=model, lr=0.05, momentum=args.momentum, weight_decay=5e-4)
     per_epoch = len(x_tr) // 64
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt.base_optimizer,
                                                           T_max=args.epochs * per_epoch)
