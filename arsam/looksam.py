@@ -15,6 +15,14 @@ class LookSAM(SharpnessAwareOptimizer):
     the update is g + α·(‖g‖/‖g_v‖)·g_v (Liu et al., Algorithm 1), one forward/backward.
     vsam.txt Table 3 compares LookSAM-5 (k = 5).
 
+    The reused correction has norm α·‖g‖ whatever ρ: ρ only sets its direction, α its size.
+    SAM's own correction is r·‖g‖ with r = ‖g_v‖/‖g‖ (``stats['gv_ratio']`` on SAM steps, a
+    0-dim tensor: no host sync), which shrinks with ρ. Where α exceeds r, LookSAM regularizes more than SAM itself: on
+    Fashion-MNIST (SGD, momentum 0.9, ρ = 0.2: r ≈ 0.3-0.5) α = 0.7 ends below SGD, also with
+    g_v recomputed on every step, while α = 0.2 (MarlonBecker/MSAM's LookSAM) keeps SAM's gain
+    (docs/fidelity.md). The default is the paper's 0.7 (its authors released no code); pick α at
+    or below r.
+
     Args:
         k: SAM every k steps (>= 1); alpha: α, the weight of the reused g_v (the paper: 0.7).
 
@@ -34,7 +42,7 @@ class LookSAM(SharpnessAwareOptimizer):
 
     def _gradient(self, closure: Closure) -> torch.Tensor:
         sampled = self.iteration % self.k == 0
-        self.stats.update(sampled=sampled, sampling_rate=1.0 / self.k)
+        self.stats.update(sampled=sampled, sampling_rate=1.0 / self.k, gv_ratio=None)
         loss = self._pass(closure)                       # g = ∇L(w)
         params = [p for group in self.param_groups for p in self._with_grad(group)]
         g = [p.grad for p in params]
@@ -43,9 +51,11 @@ class LookSAM(SharpnessAwareOptimizer):
             self._pass(closure)                          # g_s = ∇L(w + ε), the update
             self._restore()
             g_s = [p.grad for p in params]
-            coef = (self._dot(g_s, g) / self._norm(g).double() ** 2).nan_to_num(0.0)
+            g_norm = self._norm(g).double()
+            coef = (self._dot(g_s, g) / g_norm ** 2).nan_to_num(0.0)
             # g_s - <g_s,g>/‖g‖²·g, the coefficient kept on the device
             g_v = torch._foreach_addcmul(g_s, g, [-coef] * len(g))
+            self.stats["gv_ratio"] = (self._norm(g_v) / g_norm).nan_to_num(0.0)  # 0-dim tensor
             if self.loss_scaler is not None:  # stored unscaled; an overflow keeps the old g_v
                 torch._foreach_mul_(g_v, 1.0 / self.loss_scaler.get_scale())
             if self.loss_scaler is None or torch.isfinite(self._norm(g_v)):

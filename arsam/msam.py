@@ -16,7 +16,8 @@ class MSAM(SharpnessAwareOptimizer):
 
     Each step (the paper's Algorithm 1): ε_t = -ρ·v_t/‖v_t‖ with v_t the base optimizer's momentum
     after the last step; the update uses g = ∇L(w_t + ε_t), v_{t+1} = μ·v_t + g and
-    w_{t+1} = w_t - η·v_{t+1} (the base optimizer's step). One forward/backward: SGD's cost.
+    w_{t+1} = w_t - η·v_{t+1} (the base optimizer's step). One forward/backward: SGD's cost;
+    no SAM gradient ∇L(w + ρ·g/‖g‖) is computed, so ``stats['sampled']`` is False.
     The first step, with no momentum yet, is a plain base step (ε = 0), as in the authors' code,
     which starts from v = 0. ρ is a radius in weight space, not scaled by the learning rate; the
     authors use ρ = 0.3 for SGD on CIFAR (their default, taken here) and larger ones for AdamW.
@@ -73,6 +74,7 @@ class MSAM(SharpnessAwareOptimizer):
         self._restore()
 
     def _gradient(self, closure: Closure) -> torch.Tensor:
+        self.stats.update(sampled=False, sampling_rate=0.0)  # ε from v: no SAM gradient
         self.descend()
         loss = self._pass(closure)  # g = ∇L(w_t + ε_t), the update gradient
         self._restore()

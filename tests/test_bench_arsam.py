@@ -8,9 +8,9 @@ import torch
 
 from arsam import fashion_mnist, nets
 from arsam.bench import accuracy, main
-from arsam.bench.common import (OPTIMIZERS, build_optimizer, method, per_sample_closure,
-                                train_step)
-from arsam.bench.plots import load_trace
+from arsam.bench.common import (OPTIMIZERS, build_optimizer, method, parse_optimizers,
+                                per_sample_closure, train_step)
+from arsam.bench.plots import load_trace, plot_pareto
 from arsam.bench.throughput import PassTimer, mixed, peak_rss_mib, run, summarize
 
 B = 8
@@ -110,15 +110,46 @@ def test_fixed_rate_schedule_samples_evenly_after_one_sam_step():
     ("ARSAM-vsam", ("ARSAM", dict(schedule="vsam"))),
     ("ARSAM@0.1", ("ARSAM", dict(schedule="fixed", rate=0.1, start_iter=1))),
     ("ARSAM@0.05:0.7", ("ARSAM", dict(schedule="fixed", rate=0.05, start_iter=1, gamma=0.7))),
+    ("MSAM-rho3", ("MSAM", dict(rho=3.0))),
+    ("LookSAM-5-a0.2-rho0.05", ("LookSAM", dict(k=5, alpha=0.2, rho=0.05))),
+    ("ARSAM@0.1-rho1.5", ("ARSAM", dict(schedule="fixed", rate=0.1, start_iter=1, rho=1.5))),
 ])
 def test_method_labels(label, expected):
     assert method(label) == expected
 
 
-@pytest.mark.parametrize("label", ["SAM@0.5", "ARSAM@x", "ARSAM@0.1:y", "Adam"])
+@pytest.mark.parametrize("label", ["SAM@0.5", "ARSAM@x", "ARSAM@0.1:y", "Adam", "SGD-rho3",
+                                   "MSAM-rho0", "MSAM-rho-1", "MSAM-rhox", "MSAM-rhoinf",
+                                   "MSAM-rho3-rho2", "Adam-rho1"])
 def test_unknown_method_labels(label):
     with pytest.raises(ValueError, match=rf"unknown method '{label}': expected one of SGD, SAM"):
         method(label)
+
+
+def test_rho_label_overrides_the_runs_rho():
+    model = nets.SmallCNN(10, in_channels=1, width=4)
+    opts = {label: build_optimizer(label, model, lr=0.01, rho=0.2)
+            for label in ("MSAM", "MSAM-rho3", "SAM-rho0.05")}
+    assert {label: [g["rho"] for g in opt.param_groups] for label, opt in opts.items()} == {
+        "MSAM": [0.2], "MSAM-rho3": [3.0], "SAM-rho0.05": [0.05]}
+    assert type(opts["MSAM-rho3"]).__name__ == "MSAM"
+    assert parse_optimizers("SGD, MSAM-rho3") == ["SGD", "MSAM-rho3"]
+
+
+def row(name, accuracy):
+    return dict(optimizer=name, accuracy_mean=accuracy)
+
+
+@pytest.mark.parametrize("accuracies, expected", [
+    ((50.0, 70.0, 65.0), (0.0, 1.0, 0.75)),
+    ((52.0, 50.0, 65.0), (None, None, None)),  # SAM below SGD: no gain to keep
+    ((50.0, 50.0, 65.0), (None, None, None)),  # SAM ties SGD
+])
+def test_gain_kept(accuracies, expected):
+    rows = accuracy.gain_kept([row(n, a) for n, a in zip(("SGD", "SAM", "ARSAM"), accuracies)])
+    assert [r["gain_kept"] for r in rows] == list(expected)
+    assert [r["gain_kept"] for r in accuracy.gain_kept([row("SAM", 70.0), row("X", 60.0)])] == [
+        None, None]
 
 
 def test_throughput_cli_writes_json_with_memory(tmp_path, capsys):
@@ -140,6 +171,7 @@ def test_throughput_cli_writes_json_with_memory(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["throughput", "--rates", "0,0.5"], "--rates must be a comma-separated list of rates in"),
     (["throughput", "--optimizers", "SGD,Adam"], "--optimizers must be a comma-separated list"),
+    (["accuracy", "--optimizers", "MSAM-rho0"], "followed by -rho<rho>, got 'MSAM-rho0'"),
     (["accuracy", "--noise", "1.0"], "--noise must be a comma-separated list of fractions"),
     (["accuracy", "--seeds", "0"], "--seeds must be an int >= 1, got '0'"),
 ])
@@ -178,7 +210,7 @@ def test_accuracy_results(digits_run):
         acc = {r["optimizer"]: r["accuracy_mean"] for r in rows if r["noise"] == noise}
         gain = acc["SAM"] - acc["SGD"]
         for r in (r for r in rows if r["noise"] == noise):
-            expected = (acc[r["optimizer"]] - acc["SGD"]) / gain if gain else None
+            expected = (acc[r["optimizer"]] - acc["SGD"]) / gain if gain > 0 else None
             assert r["gain_kept"] == expected
     assert [(t["optimizer"], t["noise"], t["seed"], len(t["records"])) for t in trace["runs"]] == [
         ("ARSAM@0.5", 0.0, 0, 6), ("ARSAM@0.5", 0.4, 0, 6)]
@@ -213,6 +245,19 @@ def test_plot_from_accuracy_json_and_trace(digits_run, tmp_path):
                  str(tmp_path / "t.json"), "--out", str(tmp_path / "out")]) == 0
     for name in ("accuracy_vs_time.png", "accuracy_vs_sam_gradients.png", "sampling_trace.png"):
         assert (tmp_path / "out" / name).read_bytes()[:8] == PNG
+
+
+def test_pareto_plot_draws_sgd_cost_and_off_scale_methods(tmp_path):
+    """MSAM at 0 SAM gradients per step (symlog axis) and a method far below SGD (drawn at the
+    floor) on a Fashion-MNIST-like result."""
+    rows = [dict(optimizer=name, noise=0.6, accuracy_mean=acc, accuracy_std=1.0,
+                 sam_gradient_fraction=cost, runs=[])
+            for name, acc, cost in (("SGD", 49.0, 0.0), ("SAM", 73.0, 1.0),
+                                    ("MSAM-rho3", 55.0, 0.0), ("LookSAM-5", 21.6, 0.2),
+                                    ("ARSAM", 70.0, 0.127))]
+    path = tmp_path / "pareto.png"
+    plot_pareto(dict(config=dict(dataset="fashion-mnist", rho=0.2), results=rows), str(path))
+    assert path.read_bytes()[:8] == PNG
 
 
 def test_plot_reads_mmengine_scalars(tmp_path):

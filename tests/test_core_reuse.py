@@ -493,6 +493,8 @@ def test_looksam_reuses_the_orthogonal_part_of_the_last_sam_gradient():
     g_v = g_s - (g_s @ g) / (g @ g) * g
     assert_at(problem, add(w0, sam_grad(problem, w0, 0.1), -0.1))
     assert abs((g_v @ g).item()) < 1e-12
+    assert float(opt.stats["gv_ratio"]) == pytest.approx((g_v.norm() / g.norm()).item(),
+                                                         rel=1e-12)
     for _ in range(2):  # steps 1, 2: g + α·‖g‖/‖g_v‖·g_v
         wk = problem.at()
         opt.step(problem.closure)
@@ -500,8 +502,34 @@ def test_looksam_reuses_the_orthogonal_part_of_the_last_sam_gradient():
         update = gk + 0.7 * gk.norm() / g_v.norm() * g_v
         torch.testing.assert_close(flat(problem.at()), flat(wk) - 0.1 * update, **TIGHT)
         assert not opt.stats["sampled"] and opt.stats["backward_samples"] == 8
+        assert opt.stats["gv_ratio"] is None
     opt.step(problem.closure)  # step 3: SAM again
     assert opt.stats["sampled"] and opt.stats["backward_samples"] == 16
+
+
+def test_looksam_reused_correction_is_set_by_alpha_not_by_rho():
+    """Why LookSAM with α = 0.7 ends below SGD in our benchmark (docs/fidelity.md): on a reuse
+    step the correction added to g has norm α·‖g‖ exactly, whatever ρ, while SAM's own
+    orthogonal part g_v shrinks with ρ (here, a quadratic loss, exactly like ρ): LookSAM does not
+    tend to SGD as ρ -> 0, and where α exceeds SAM's ratio r = ‖g_v‖/‖g‖ it applies more of the
+    correction than SAM itself, in a direction measured up to k - 1 steps earlier."""
+    ratios = []
+    for rho in (0.1, 1e-4):
+        problem = Problem()
+        opt = arsam.LookSAM(problem.parameters(), torch.optim.SGD, rho=rho, k=2, alpha=0.7,
+                            lr=0.1)
+        w0 = problem.at()
+        opt.step(problem.closure)  # SAM step: stores g_v
+        g, g_s = flat(problem.grad(w0)), flat(sam_grad(problem, w0, rho))
+        ratios.append(((g_s - (g_s @ g) / (g @ g) * g).norm() / g.norm()).item())  # SAM's r
+        assert float(opt.stats["gv_ratio"]) == pytest.approx(ratios[-1], rel=1e-12)
+        w1 = problem.at()
+        opt.step(problem.closure)  # reuse step
+        g1 = flat(problem.grad(w1))
+        correction = (flat(w1) - flat(problem.at())) / 0.1 - g1
+        torch.testing.assert_close(correction.norm(), 0.7 * g1.norm(), **TIGHT)
+    assert ratios[0] > 0.01
+    assert ratios[1] / ratios[0] == pytest.approx(1e-3, rel=1e-6)  # r ∝ ρ, the correction not
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -11,7 +11,7 @@ Times are the wall time of the training steps only (evaluation excluded); images
 training images processed per second of that time. "SAM gradients" counts the steps whose
 ``opt.stats['sampled']`` is true (vsam.txt's sampling number; every step for SAM, ESAM, KSAM;
 ARSAM's warm-up included). "Gain kept" is (accuracy - SGD's) / (SAM's - SGD's) at the same
-noise level, from the means over seeds.
+noise level, from the means over seeds; none where SAM does not beat SGD.
 """
 import sys
 
@@ -133,11 +133,12 @@ def aggregate(name, noise, runs):
 
 
 def gain_kept(rows):
-    """Add to each row the share of SAM's gain over SGD it keeps (None without both)."""
+    """Add to each row the share of SAM's gain over SGD it keeps: None without both, and None
+    where SAM does not beat SGD (there is no gain to keep)."""
     by = {r["optimizer"]: r["accuracy_mean"] for r in rows}
-    gain = by["SAM"] - by["SGD"] if "SAM" in by and "SGD" in by else None
+    gain = by["SAM"] - by["SGD"] if "SAM" in by and "SGD" in by else 0.0
     for r in rows:
-        r["gain_kept"] = (r["accuracy_mean"] - by["SGD"]) / gain if gain else None
+        r["gain_kept"] = (r["accuracy_mean"] - by["SGD"]) / gain if gain > 0 else None
     return rows
 
 

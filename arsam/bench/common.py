@@ -1,4 +1,5 @@
 """What the benchmarks share: the optimizers compared, one training step for all of them, data."""
+import math
 import os
 import platform
 import time
@@ -11,7 +12,9 @@ import arsam
 #: the methods compared, by label: (arsam.OPTIMIZERS name or "SGD", arguments: the papers'
 #: settings; esam.txt, ksam.txt, vsam.txt Table 3's SAM-5 and LookSAM-5). Besides these,
 #: ``ARSAM@<p>`` and ``ARSAM@<p>:<gamma>`` are ARSAM at the fixed, evenly spaced rate p with the
-#: PSF reused with weight gamma^k (default 1), after one SAM step (see :func:`method`).
+#: PSF reused with weight gamma^k (default 1), after one SAM step, and ``<label>-rho<r>`` is a
+#: method at its own ρ = r instead of the run's (e.g. ``MSAM-rho3``, the ρ MarlonBecker/MSAM's
+#: README runs MSAM with over SGD) (see :func:`method`).
 METHODS = {
     "SGD": ("SGD", {}),
     "SAM": ("SAM", {}),
@@ -34,7 +37,16 @@ OPTIMIZERS = ("SGD", "SAM", "ESAM", "KSAM", "PeriodicSAM-5", "LookSAM-5", "MSAM"
 
 def method(label):
     """(optimizer name, arguments) of a method label (see :data:`METHODS`); ValueError if
-    unknown."""
+    unknown. ``<label>-rho<r>`` adds ``rho=r`` (r > 0) to the arguments of ``<label>``."""
+    base, suffix, rho = label.rpartition("-rho")
+    if suffix and base != "SGD" and "-rho" not in base and _known(base):
+        try:
+            value = float(rho)
+        except ValueError:
+            value = 0.0
+        if 0 < value < math.inf:
+            name, kwargs = method(base)
+            return name, dict(kwargs, rho=value)
     if label in METHODS:
         name, kwargs = METHODS[label]
         return name, dict(kwargs)
@@ -48,7 +60,8 @@ def method(label):
         return "ARSAM", kwargs
     except ValueError:
         raise ValueError(f"unknown method {label!r}: expected one of {', '.join(METHODS)}, "
-                         "ARSAM@<rate> or ARSAM@<rate>:<gamma>") from None
+                         "ARSAM@<rate> or ARSAM@<rate>:<gamma>, optionally followed by "
+                         "-rho<rho> (rho > 0; not SGD)") from None
 
 
 def parse_list(name, text, convert, ok, accepted):
@@ -72,7 +85,8 @@ def _known(label):
 
 def parse_optimizers(text):
     return parse_list("--optimizers", text, str.strip, _known,
-                      f"methods from {', '.join(METHODS)}, ARSAM@<rate> or ARSAM@<rate>:<gamma>")
+                      f"methods from {', '.join(METHODS)}, ARSAM@<rate> or ARSAM@<rate>:<gamma>"
+                      ", optionally followed by -rho<rho>")
 
 
 def pick_device(name):
@@ -100,9 +114,10 @@ def build_optimizer(label, model, *, lr, rho=0.05, momentum=0.9, weight_decay=5e
 
     ``overrides`` go to arsam optimizers: the run's length (``steps_per_epoch``,
     ``total_steps``) to every one, ``start_iter`` and ``warmup_epochs`` to ARSAM only (a
-    fixed-rate label keeps its own start_iter).
+    fixed-rate label keeps its own start_iter); a ``-rho<r>`` label's ρ replaces ``rho``.
     """
     name, kwargs = method(label)
+    rho = kwargs.pop("rho", rho)
     sgd = dict(lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "SGD":
         return torch.optim.SGD(model.parameters(), **sgd)

@@ -25,6 +25,11 @@ def _pyplot():
     return plt
 
 
+def _rho(result):
+    rho = result["config"].get("rho")
+    return "" if rho is None else f", ρ = {rho:g}"
+
+
 def plot_accuracy(result, path):
     """Accuracy against training time, one line per method (the fixed-rate ``ARSAM@p`` runs left
     to the other figure), one panel per noise level."""
@@ -41,7 +46,7 @@ def plot_accuracy(result, path):
             colour = colours(k % 10)
             ax.plot(t, acc, label=r["optimizer"], color=colour, ls="-" if k < 10 else "--")
             ax.errorbar(t[-1], acc[-1], yerr=r["accuracy_std"], fmt="o", color=colour, capsize=3)
-        ax.set(title=f"{result['config']['dataset']}, label noise {noise:g}",
+        ax.set(title=f"{result['config']['dataset']}, label noise {noise:g}{_rho(result)}",
                xlabel="training time (s)", ylabel="test accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=4)
@@ -51,23 +56,33 @@ def plot_accuracy(result, path):
 
 
 def plot_pareto(result, path):
-    """Final test accuracy (mean ± std over seeds) against SAM gradients per step (log scale),
-    one panel per noise level: SGD and SAM as horizontal lines, the fixed-rate ARSAM runs
-    (``ARSAM@p[:gamma]``) as one curve per reuse weight, every other method as a labelled point;
-    a point far below SGD is drawn at the panel's floor with its value in the label."""
+    """Final test accuracy (mean ± std over seeds) against SAM gradients per step, one panel per
+    noise level: SGD and SAM as horizontal lines with their seed spread shaded, the fixed-rate
+    ARSAM runs (``ARSAM@p[:gamma]``) as one curve per reuse weight, every other method as a point
+    of its own colour and marker (the same in every panel), named in the legend. The x axis is
+    logarithmic from 0.05 and linear below, so that the methods at SGD's cost (0 SAM gradients:
+    MSAM) show; a point more than 8 points below SGD and SAM is drawn hollow at the panel's
+    floor, its value in the legend."""
     import re
     plt = _pyplot()
     noises = sorted({r["noise"] for r in result["results"]})
-    fig, axes = plt.subplots(1, len(noises), figsize=(6.5 * len(noises), 5.6), squeeze=False)
+    config = result["config"]
+    fig, axes = plt.subplots(1, len(noises), figsize=(6.5 * len(noises), 6.4), squeeze=False)
+    markers = "sDv^<>pP*hXd"
+    names = [n for n in dict.fromkeys(r["optimizer"] for r in result["results"])
+             if n not in ("SGD", "SAM") and not n.startswith("ARSAM@")]
+    colours = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
     for ax, noise in zip(axes[0], noises):
         rows = {r["optimizer"]: r for r in result["results"] if r["noise"] == noise}
         sgd, sam = rows.pop("SGD", None), rows.pop("SAM", None)
         low = min(r["accuracy_mean"] for r in (sgd, sam) if r) if (sgd or sam) else None
-        floor = None if low is None else low - 4.0
-        for ref, style in ((sgd, dict(color="grey", ls="--")), (sam, dict(color="black", ls="-"))):
+        floor = None if low is None else low - 8.0
+        for ref, colour, ls in ((sgd, "grey", "--"), (sam, "black", "-")):
             if ref:
-                ax.axhline(ref["accuracy_mean"], lw=1, label=f"{ref['optimizer']} "
-                           f"({ref['accuracy_mean']:.1f} %)", **style)
+                mean, std = ref["accuracy_mean"], ref["accuracy_std"]
+                ax.axhline(mean, lw=1, color=colour, ls=ls,
+                           label=f"{ref['optimizer']} ({mean:.1f} ± {std:.1f} %)")
+                ax.axhspan(mean - std, mean + std, color=colour, alpha=0.12, lw=0)
         curves = {}
         for name, r in list(rows.items()):
             m = re.fullmatch(r"ARSAM@([0-9.]+)(?::([0-9.]+))?", name)
@@ -79,22 +94,26 @@ def plot_pareto(result, path):
                         [r["accuracy_mean"] for r in points],
                         yerr=[r["accuracy_std"] for r in points], marker="o", ms=4, capsize=2,
                         label=f"fixed rate, PSF reused with γ^k, γ = {gamma}")
-        for name, r in rows.items():
-            x, y = r["sam_gradient_fraction"], r["accuracy_mean"]
-            text = name
+        for name, r in rows.items():  # one colour and marker per method across the panels
+            x, y, std = r["sam_gradient_fraction"], r["accuracy_mean"], r["accuracy_std"]
+            k = names.index(name)
+            style = dict(color=colours(k % colours.N), marker=markers[k % len(markers)], ms=7,
+                         capsize=3, ls="none")
+            label = f"{name} ({y:.1f} ± {std:.1f} %)"
             if floor is not None and y < floor:
-                y, text = floor, f"{name} ({r['accuracy_mean']:.1f} %, off scale)"
-                ax.plot(x, y, marker="v", color="red", ms=7)
+                ax.errorbar(x, floor, label=label + ", off scale", mfc="white", **style)
             else:
-                ax.errorbar(x, y, yerr=r["accuracy_std"], fmt="s", ms=5, capsize=2)
-            ax.annotate(text, (x, y), fontsize=8, xytext=(4, 4), textcoords="offset points")
-        ax.set_xscale("log")
+                ax.errorbar(x, y, yerr=std, label=label, **style)
+        ax.set_xscale("symlog", linthresh=0.05, linscale=0.5)
+        ax.set_xlim(-0.005, 1.3)
+        ax.set_xticks([0, 0.05, 0.1, 0.2, 0.5, 1])
+        ax.set_xticklabels(["0", "0.05", "0.1", "0.2", "0.5", "1"])
         if floor is not None:
             ax.set_ylim(bottom=floor - 1)
-        ax.set(title=f"{result['config']['dataset']}, label noise {noise:g}",
+        ax.set(title=f"{config['dataset']}, label noise {noise:g}{_rho(result)}",
                xlabel="SAM gradients per step (warm-up included)", ylabel="test accuracy (%)")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
