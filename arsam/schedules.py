@@ -248,14 +248,14 @@ class MatchedSchedule(EvenSpacing, DecayedReuse, Schedule):
     replaces the stored one, as Eq. 17).
 
     Args: kappa κ = 1.5, min_rate = 0.05 (a PSF is at most 20 steps old), max_rate = 0.5,
-    smooth = 0.2, average = 0.5 (min_rate and average set on Fashion-MNIST, docs/arsam.md;
+    smooth = 0.2, average = 0.1 (min_rate and average set on Fashion-MNIST, docs/arsam.md;
     before: 0.02 and 1); gamma, reuse_steps as ``DecayedReuse`` (1 and None).
     """
 
     _fields = ("credit", "p", "d_mean", "sgd_sq_mean")
 
     def __init__(self, kappa: float = 1.5, min_rate: float = 0.05, max_rate: float = 0.5,
-                 smooth: float = 0.2, average: float = 0.5, gamma: float = 1.0,
+                 smooth: float = 0.2, average: float = 0.1, gamma: float = 1.0,
                  reuse_steps: Optional[int] = None) -> None:
         _number("kappa", kappa, lambda k: k > 0, "a number > 0")
         _number("max_rate", max_rate, lambda m: 0 < m <= 1, "in (0, 1]")

@@ -481,7 +481,7 @@ def test_matched_stores_an_average_of_the_sampled_psfs(monkeypatch, average):
 
 def test_matched_defaults_and_the_other_schedules_replace_the_psf():
     s = MatchedSchedule()
-    assert (s.kappa, s.min_rate, s.max_rate, s.smooth, s.average) == (1.5, 0.05, 0.5, 0.2, 0.5)
+    assert (s.kappa, s.min_rate, s.max_rate, s.smooth, s.average) == (1.5, 0.05, 0.5, 0.2, 0.1)
     s.observe(Sample(0.1, 10.0, dot=0.01, stored_sq=0.01))  # D = 0: the floor
     assert s.rate == 0.05
     assert decisions(s, 40, seed=None) == ([False] * 19 + [True]) * 2  # a PSF is <= 20 steps old
