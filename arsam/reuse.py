@@ -4,8 +4,10 @@ vsam.txt, Algorithm 1; arsam-abstract.txt is the same authors' extended version 
 (its "autoregressive schedule" is Eq. 14), so ``ARSAM`` and ``VSAM`` are one optimizer.
 Every step computes g_SGD = ∇L(w). On a sampled step the SAM gradient g_SAM = ∇L(w+ε),
 ε = ρ·g_SGD/‖g_SGD‖, is computed too, the update uses it (Eq. 16) and PSF = g_SAM - g_SGD
-(Eqs. 5-6) is stored. Any other step i updates with g_SGD + c·PSF (Eq. 17: c = γ^(i-i*), i* the
-last sampled step). When to sample and the weight c are the schedule's (schedules.py).
+(Eqs. 5-6) is stored (or, under a schedule whose ``average`` is below 1, blended into the stored
+one: our 'matched'). Any other step i updates with g_SGD + c·PSF (Eq. 17: c = γ^(i-i*), i* the
+last sampled step). When to sample, the weight c and the blend are the schedule's
+(schedules.py).
 """
 import inspect
 import warnings
@@ -26,9 +28,9 @@ class ARSAM(SharpnessAwareOptimizer):
     """Sampling-reusing-mixing of the decomposed SAM gradient (see the module docstring).
 
     Args:
-        schedule: ``'matched'`` (default: our rule, which reached SAM's accuracy with fewer SAM
-            gradients than the paper's in our benchmark; docs/arsam.md), ``'vsam'`` (Eqs. 8-17
-            as the authors' code runs them), ``'fixed'`` or a schedule object. The named
+        schedule: ``'matched'`` (default: our rule, which kept more of SAM's gain with fewer
+            SAM gradients than the paper's in our benchmarks; docs/arsam.md), ``'vsam'``
+            (Eqs. 8-17 as the authors' code runs them), ``'fixed'`` or a schedule object. The named
             schedules take their arguments as keyword arguments here (``alpha``, ``gamma``,
             ``kappa``, ...: see :mod:`arsam.schedules`); the other keyword arguments go to the
             base optimizer.
@@ -135,8 +137,9 @@ class ARSAM(SharpnessAwareOptimizer):
     def _store_psf(self, i: int, params: List[torch.Tensor], g_sgd: List[torch.Tensor],
                    scale: float) -> bool:
         """PSF = g_SAM - g_SGD, formed in g_SGD's memory, unscaled; the schedule observes it, then
-        it is stored. Returns False for a non-finite PSF (an overflowed loss-scaled step, which
-        the scaler skips: nothing is stored)."""
+        it is stored (blended into the stored one by the schedule's ``average``). Returns False
+        for a non-finite PSF (an overflowed loss-scaled step, which the scaler skips: nothing is
+        stored)."""
         measured = self._measured(params)
         sgd_norm = self._norm([g_sgd[k] for k in measured])  # before g_sgd becomes the PSF
         psf = g_sgd
@@ -159,8 +162,13 @@ class ARSAM(SharpnessAwareOptimizer):
         sample = Sample(self.psf_norm, sgd_norm, dot=dot, stored_sq=stored_norm ** 2,
                         gap=None if self.last_sampled is None else i - self.last_sampled)
         self.schedule.observe(sample)
+        mix = self.schedule.average  # stored + mix·(fresh - stored); 1: the fresh one replaces it
+        blend = [(self.state[p]["psf"], d) for p, d in zip(params, psf) if "psf" in self.state[p]]
+        if mix != 1 and blend:
+            torch._foreach_lerp_(*map(list, zip(*blend)), mix)
         for p, d in zip(params, psf):
-            self.state[p]["psf"] = d
+            if mix == 1 or "psf" not in self.state[p]:
+                self.state[p]["psf"] = d
         self.last_sampled = i
         self.stats["sgd_norm"] = sgd_norm
         return True

@@ -2,10 +2,12 @@
 
 The optimizer (reuse.py) runs the warm-up itself. After it, before every step, it asks
 ``decide(generator)``; after every sampled step (warm-up included) it hands the schedule the
-fresh PSF's statistics with ``observe(sample)`` (the fresh PSF then replaces the stored one);
-after every post-warm-up step it calls ``advance(sampled)``. ``weight(k)`` is the coefficient
-of the stored PSF k steps after the last sample (γ^k in Eq. 17). ``observe`` and ``advance`` run only once a step succeeded, so a failed
-step changes nothing. ``rate`` is the current sampling rate; all state is in ``state_dict``.
+fresh PSF's statistics with ``observe(sample)`` (the fresh PSF then replaces the stored one, or
+is blended into it: ``average``, the weight of the fresh one, 1 as the paper); after every
+post-warm-up step it calls ``advance(sampled)``. ``weight(k)`` is the coefficient of the stored
+PSF k steps after the last sample (γ^k in Eq. 17). ``observe`` and ``advance`` run only once a
+step succeeded, so a failed step changes nothing. ``rate`` is the current sampling rate; all
+state is in ``state_dict``.
 
 * ``'vsam'`` (:class:`VSAMSchedule`): the paper's Eqs. 8-17 as the official code runs them;
 * ``'fixed'`` (:class:`FixedSchedule`): a constant rate, evenly spaced (the ablation);
@@ -67,6 +69,8 @@ class Schedule:
 
     _fields: Sequence[str] = ()
     _deques: Sequence[str] = ()
+    #: the stored PSF becomes stored + average·(fresh - stored) at a sample (1: replaced)
+    average: float = 1.0
 
     def decide(self, generator: torch.Generator) -> bool:
         raise NotImplementedError
@@ -228,11 +232,11 @@ class MatchedSchedule(EvenSpacing, DecayedReuse, Schedule):
     own (docs/arsam.md has the derivation and the measurements behind it).
 
     Model: PSF_t = m + n_t, a persistent part m and a part n_t of the batch (i.i.d., E‖n‖² = N).
-    Measured on digits, <PSF_t, PSF_{t-d}>/‖PSF_{t-d}‖² is the same small number for every lag
-    d from 1 to 50: m does not decay between samples, so the stored PSF is reused whole
-    (γ = 1, no cut-off; Eq. 17's γ^k shrinks m and loses SAM's gain). Reusing the PSF of step t*
-    for the T-1 steps of a gap of T errs by e_t = n_t* - n_t each step; the errors add up
-    *coherently*, E‖Σ e_t‖² = (T-1)·T·D/2 with D = E‖PSF_t - PSF_t*‖² = 2N, while SGD's own
+    Measured on digits and Fashion-MNIST, <PSF_t, PSF_{t-d}>/‖PSF_{t-d}‖² is the same small
+    number for every lag d from 1 to 50: m does not decay between samples, so the stored PSF is
+    reused whole (γ = 1, no cut-off; Eq. 17's γ^k shrinks m and loses SAM's gain). Reusing the
+    PSF of step t* for the T-1 steps of a gap of T errs by e_t = n_t* - n_t each step; the errors
+    add up *coherently*, E‖Σ e_t‖² = (T-1)·T·D/2 with D = E‖PSF_t - PSF_t*‖² = 2N, while SGD's own
     gradient noise adds up *incoherently*, (T-1)·σ². Holding the first within κ² times the
     second gives the gap T = 2κ²σ²/D, the rate
 
@@ -241,23 +245,29 @@ class MatchedSchedule(EvenSpacing, DecayedReuse, Schedule):
     with D = ‖PSF‖² + ‖stored‖² - 2<PSF, stored> (how far the reused PSF was from the fresh
     one) and σ² ≈ ‖g_SGD‖² (an upper bound of SGD's noise) measured at every sample and
     averaged by exponential moving averages of weight ``smooth``. Sampling is evenly spaced
-    (``EvenSpacing``); until the first sample is observed every step is sampled.
+    (``EvenSpacing``); until the first sample is observed every step is sampled. The stored PSF
+    is itself an exponential moving average of the sampled PSFs, of weight ``average`` (m is
+    kept, the batch part n_t* that every reuse step repeats is shrunk; 1: the fresh PSF
+    replaces the stored one, as Eq. 17).
 
-    Args: kappa κ = 1.5, min_rate = 0.02 (the PSF is at most 50 steps old), max_rate = 0.5,
-    smooth = 0.2; gamma, reuse_steps as ``DecayedReuse`` (1 and None).
+    Args: kappa κ = 1.5, min_rate = 0.05 (a PSF is at most 20 steps old), max_rate = 0.5,
+    smooth = 0.2, average = 0.1 (min_rate and average set on Fashion-MNIST, docs/arsam.md;
+    before: 0.02 and 1); gamma, reuse_steps as ``DecayedReuse`` (1 and None).
     """
 
     _fields = ("credit", "p", "d_mean", "sgd_sq_mean")
 
-    def __init__(self, kappa: float = 1.5, min_rate: float = 0.02, max_rate: float = 0.5,
-                 smooth: float = 0.2, gamma: float = 1.0,
+    def __init__(self, kappa: float = 1.5, min_rate: float = 0.05, max_rate: float = 0.5,
+                 smooth: float = 0.2, average: float = 0.1, gamma: float = 1.0,
                  reuse_steps: Optional[int] = None) -> None:
         _number("kappa", kappa, lambda k: k > 0, "a number > 0")
         _number("max_rate", max_rate, lambda m: 0 < m <= 1, "in (0, 1]")
         _number("min_rate", min_rate, lambda m: 0 < m <= max_rate, f"in (0, max_rate={max_rate}]")
         _number("smooth", smooth, lambda s: 0 < s <= 1, "in (0, 1]")
+        _number("average", average, lambda a: 0 < a <= 1, "in (0, 1]")
         super().__init__(gamma, reuse_steps)
         self.kappa, self.min_rate, self.max_rate, self.smooth = kappa, min_rate, max_rate, smooth
+        self.average = float(average)
         self.credit, self.p = 0.0, float(max_rate)
         self.d_mean = self.sgd_sq_mean = None  # EMAs of D and σ²
 

@@ -453,6 +453,41 @@ def test_matched_reuse_adds_the_stored_psf_whole(monkeypatch):
         assert_at(problem, add(wk, add(problem.grad(wk), psf), -0.1))
 
 
+@pytest.mark.parametrize("average", [0.5, 0.25, 1.0])
+def test_matched_stores_an_average_of_the_sampled_psfs(monkeypatch, average):
+    """At a sample the stored PSF becomes stored + average·(fresh - stored) (1: replaced, as
+    Eq. 17), after D was measured against the stored one; reuse steps add it whole."""
+    problem = Problem()
+    opt = reuse_opt(problem, schedule="matched", start_iter=2, average=average, kappa=0.1,
+                    smooth=1.0, min_rate=0.001, max_rate=1.0)
+    psfs = []
+    for _ in range(2):
+        at = problem.at()
+        opt.step(problem.closure)
+        g = problem.grad(at)
+        psfs.append(add(sam_grad(problem, at, 0.1), g, -1.0))
+    stored = add(psfs[0], add(psfs[1], psfs[0], -1.0), average)
+    for p, e in zip((problem.w, problem.b, problem.v), stored):
+        torch.testing.assert_close(opt.state[p]["psf"], e, **TIGHT)
+    d = ((flat(psfs[1]) - flat(psfs[0])) ** 2).sum().item()  # against psf 1, not the average
+    assert opt.schedule.rate == pytest.approx(d / (2 * 0.1 ** 2 * (flat(g) ** 2).sum().item()),
+                                              rel=1e-9)
+    never_sample(opt, monkeypatch)
+    for _ in range(3):
+        wk = problem.at()
+        opt.step(problem.closure)
+        assert_at(problem, add(wk, add(problem.grad(wk), stored), -0.1))
+
+
+def test_matched_defaults_and_the_other_schedules_replace_the_psf():
+    s = MatchedSchedule()
+    assert (s.kappa, s.min_rate, s.max_rate, s.smooth, s.average) == (1.5, 0.05, 0.5, 0.2, 0.1)
+    s.observe(Sample(0.1, 10.0, dot=0.01, stored_sq=0.01))  # D = 0: the floor
+    assert s.rate == 0.05
+    assert decisions(s, 40, seed=None) == ([False] * 19 + [True]) * 2  # a PSF is <= 20 steps old
+    assert VSAMSchedule().average == FixedSchedule().average == 1.0
+
+
 # --------------------------------------------------------------------------- schedule=
 def test_schedules_by_name_take_their_arguments_and_leave_the_rest():
     kwargs = dict(alpha=0.2, window=10, lr=0.1)
