@@ -35,3 +35,21 @@ def test_step_syncs_refuses_fp16_on_the_cpu():
     proc = run("--amp", "fp16")
     assert proc.returncode == 2
     assert "--amp fp16 needs --device cuda (CPU autocast: bf16)" in proc.stderr
+
+
+def test_arsam_variants_runs_the_accuracy_benchmark_with_extra_arsam_labels(tmp_path):
+    """scripts/arsam_variants.py (docs/arsam.md's ablations): a label given as JSON arguments
+    runs as ARSAM with them."""
+    out = tmp_path / "acc.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "arsam_variants.py"),
+         'avg0.5={"average": 0.5, "start_iter": 2}', "--", "--dataset", "digits", "--seeds", "1",
+         "--noise", "0.4", "--epochs", "1", "--train-subset", "64", "--batch-size", "32",
+         "--optimizers",
+         "SGD,avg0.5", "--json", str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out.read_text())["results"]
+    assert [r["optimizer"] for r in rows] == ["SGD", "avg0.5"]
+    assert rows[1]["steps"] == 2 and rows[1]["runs"][0]["sam_gradients"] == 2  # start_iter 2
