@@ -55,10 +55,12 @@ class LookSAM(SharpnessAwareOptimizer):
             coef = (self._dot(g_s, g) / g_norm ** 2).nan_to_num(0.0)
             # g_s - <g_s,g>/‖g‖²·g, the coefficient kept on the device
             g_v = torch._foreach_addcmul(g_s, g, [-coef] * len(g))
-            self.stats["gv_ratio"] = (self._norm(g_v) / g_norm).nan_to_num(0.0)  # 0-dim tensor
+            scale = 1.0 if self.loss_scaler is None else self.loss_scaler.get_scale()
             if self.loss_scaler is not None:  # stored unscaled; an overflow keeps the old g_v
-                torch._foreach_mul_(g_v, 1.0 / self.loss_scaler.get_scale())
-            if self.loss_scaler is None or torch.isfinite(self._norm(g_v)):
+                torch._foreach_mul_(g_v, 1.0 / scale)
+            g_v_norm = self._norm(g_v)  # one norm: the statistic and the overflow check
+            self.stats["gv_ratio"] = (g_v_norm * scale / g_norm).nan_to_num(0.0)  # 0-dim tensor
+            if self.loss_scaler is None or torch.isfinite(g_v_norm):
                 for p, v in zip(params, g_v):
                     self.state[p]["g_v"] = v
             return loss.mean()
