@@ -245,31 +245,44 @@ class MatchedSchedule(EvenSpacing, DecayedReuse, Schedule):
     with D = ‖PSF‖² + ‖stored‖² - 2<PSF, stored> (how far the reused PSF was from the fresh
     one) and σ² ≈ ‖g_SGD‖² (an upper bound of SGD's noise) measured at every sample and
     averaged by exponential moving averages of weight ``smooth``. Sampling is evenly spaced
-    (``EvenSpacing``); until the first sample is observed every step is sampled. The stored PSF
-    is itself an exponential moving average of the sampled PSFs, of weight ``average`` (m is
-    kept, the batch part n_t* that every reuse step repeats is shrunk; 1: the fresh PSF
-    replaces the stored one, as Eq. 17).
+    (``EvenSpacing``); until the first sample is observed every step is sampled.
+
+    The stored PSF S is an exponential moving average of the sampled PSFs, S <- S + a·(PSF - S)
+    (a = 1: replaced, as Eq. 17): m is kept, the batch part n_t* that every reuse step repeats
+    is shrunk to E‖·‖² = a/(2-a)·N. Too much of it costs accuracy; too little of S loses SAM's
+    gain where m is a small part of the PSF (small ρ; docs/arsam.md). So a is ``average``, raised
+    where needed to keep S's expected norm at least ``reuse_ratio``·‖g_SGD‖ (c): at every sample
+
+        ‖m‖² + a/(2-a)·N = c²σ²,  a = 2q/(1+q), q = (c²σ² - M)/(P - M),  clipped to [average, 1],
+
+    with P and M exponential moving averages (weight ``smooth``) of ‖PSF‖² = ‖m‖² + N and of
+    <PSF, S> (≈ ‖m‖²: the fresh batch part is independent of S), measured from the second
+    sample on; until then, and with ``reuse_ratio=None``, a = ``average``.
 
     Args: kappa κ = 1.5, min_rate = 0.05 (a PSF is at most 20 steps old), max_rate = 0.5,
-    smooth = 0.2, average = 0.1 (min_rate and average set on Fashion-MNIST, docs/arsam.md;
-    before: 0.02 and 1); gamma, reuse_steps as ``DecayedReuse`` (1 and None).
+    smooth = 0.2, average = 0.1, reuse_ratio = 0.1 (min_rate, average and reuse_ratio set on
+    Fashion-MNIST, docs/arsam.md; before: 0.02, 1 and None); gamma, reuse_steps as
+    ``DecayedReuse`` (1 and None).
     """
 
-    _fields = ("credit", "p", "d_mean", "sgd_sq_mean")
+    _fields = ("credit", "p", "d_mean", "sgd_sq_mean", "average", "dot_mean", "psf_sq_mean")
 
     def __init__(self, kappa: float = 1.5, min_rate: float = 0.05, max_rate: float = 0.5,
-                 smooth: float = 0.2, average: float = 0.1, gamma: float = 1.0,
-                 reuse_steps: Optional[int] = None) -> None:
+                 smooth: float = 0.2, average: float = 0.1, reuse_ratio: Optional[float] = 0.1,
+                 gamma: float = 1.0, reuse_steps: Optional[int] = None) -> None:
         _number("kappa", kappa, lambda k: k > 0, "a number > 0")
         _number("max_rate", max_rate, lambda m: 0 < m <= 1, "in (0, 1]")
         _number("min_rate", min_rate, lambda m: 0 < m <= max_rate, f"in (0, max_rate={max_rate}]")
         _number("smooth", smooth, lambda s: 0 < s <= 1, "in (0, 1]")
         _number("average", average, lambda a: 0 < a <= 1, "in (0, 1]")
+        check_arg("reuse_ratio", reuse_ratio, reuse_ratio is None or (
+            is_number(reuse_ratio) and reuse_ratio > 0), "None or a number > 0")
         super().__init__(gamma, reuse_steps)
         self.kappa, self.min_rate, self.max_rate, self.smooth = kappa, min_rate, max_rate, smooth
-        self.average = float(average)
-        self.credit, self.p = 0.0, float(max_rate)
-        self.d_mean = self.sgd_sq_mean = None  # EMAs of D and σ²
+        self.min_average, self.reuse_ratio = float(average), reuse_ratio
+        self.credit, self.p, self.average = 0.0, float(max_rate), float(average)
+        self.d_mean = self.sgd_sq_mean = None     # EMAs of D and σ²
+        self.dot_mean = self.psf_sq_mean = None   # EMAs of <PSF, S> and ‖PSF‖² (M and P)
 
     @property
     def rate(self) -> float:
@@ -290,6 +303,30 @@ class MatchedSchedule(EvenSpacing, DecayedReuse, Schedule):
             self.sgd_sq_mean += self.smooth * (sgd_sq - self.sgd_sq_mean)
         p = self.d_mean / (2.0 * self.kappa ** 2 * self.sgd_sq_mean) if self.sgd_sq_mean else 1.0
         self.p = min(max(p, self.min_rate), self.max_rate)
+        if self.reuse_ratio is not None and sample.stored_sq:
+            self._set_average(sample)
+
+    def _set_average(self, sample: Sample) -> None:
+        """a from c: ‖m‖² + a/(2-a)·N = c²σ² (see the class docstring)."""
+        psf_sq = sample.psf_norm ** 2
+        if self.dot_mean is None:
+            self.dot_mean, self.psf_sq_mean = sample.dot, psf_sq
+        else:
+            self.dot_mean += self.smooth * (sample.dot - self.dot_mean)
+            self.psf_sq_mean += self.smooth * (psf_sq - self.psf_sq_mean)
+        m = max(self.dot_mean, 0.0)
+        target, noise = self.reuse_ratio ** 2 * self.sgd_sq_mean - m, self.psf_sq_mean - m
+        if noise > 0:
+            q = max(target / noise, 0.0)
+            a = 2.0 * q / (1.0 + q)
+        else:  # no batch part: follow the fresh PSF
+            a = 1.0
+        self.average = min(max(a, self.min_average), 1.0)
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """A state saved before the weight adapted (no ``average``) starts it from ``average``."""
+        super().load_state_dict(dict(
+            dict(average=self.min_average, dot_mean=None, psf_sq_mean=None), **state))
 
 
 SCHEDULES = {"vsam": VSAMSchedule, "fixed": FixedSchedule, "matched": MatchedSchedule}

@@ -3,10 +3,12 @@ group of methods run in parallel processes) into one result: rows in the order g
 recomputed per noise level over the merged rows; each row keeps its speed vs SAM measured side
 by side within its own piece (every piece runs SAM). A method in several pieces (SAM) keeps its
 first row, and its accuracies must agree (same seeds, same batches: the same run); the pieces'
-configs must agree except in noises and optimizers.
+configs must agree except in noises and optimizers. ``--exclude`` leaves the listed methods out
+(ablation labels run beside the ones to publish).
 
-    python scripts/merge_accuracy.py out.json piece1.json piece2.json ...
+    python scripts/merge_accuracy.py [--exclude rr0.12,...] out.json piece1.json piece2.json ...
 """
+import argparse
 import json
 import sys
 
@@ -15,7 +17,7 @@ from arsam.bench.accuracy import gain_kept
 VARYING = ("noises", "optimizers")
 
 
-def merge(pieces):
+def merge(pieces, exclude=()):
     first = pieces[0]["config"]
     for piece in pieces[1:]:
         for key in set(first) | set(piece["config"]):
@@ -23,7 +25,8 @@ def merge(pieces):
                 raise ValueError(f"pieces differ in {key!r}: {first.get(key)!r} against "
                                  f"{piece['config'].get(key)!r}")
     rows, seen = [], {}
-    for r in (dict(r) for piece in pieces for r in piece["results"]):
+    for r in (dict(r) for piece in pieces for r in piece["results"]
+              if r["optimizer"] not in exclude):
         key = (r["optimizer"], r["noise"])
         if key in seen:
             accs = [[run["accuracy"] for run in x["runs"]] for x in (seen[key], r)]
@@ -46,16 +49,17 @@ def merge(pieces):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) < 2:
-        print(__doc__, file=sys.stderr)
-        return 2
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--exclude", default="", help="comma-separated methods to leave out")
+    p.add_argument("out")
+    p.add_argument("pieces", nargs="+")
+    args = p.parse_args(argv)
     pieces = []
-    for path in argv[1:]:
+    for path in args.pieces:
         with open(path) as f:
             pieces.append(json.load(f))
-    with open(argv[0], "w") as f:
-        json.dump(merge(pieces), f, indent=1)
+    with open(args.out, "w") as f:
+        json.dump(merge(pieces, exclude=set(filter(None, args.exclude.split(",")))), f, indent=1)
         f.write("\n")
     return 0
 

@@ -1,4 +1,5 @@
-"""scripts/step_syncs.py (the pending GPU check, docs/benchmarks.md) runs: on the CPU, tiny."""
+"""The scripts run: step_syncs.py (the pending GPU check, docs/benchmarks.md) on the CPU, tiny;
+arsam_variants.py; merge_accuracy.py on made-up pieces."""
 import json
 import os
 import subprocess
@@ -53,3 +54,48 @@ def test_arsam_variants_runs_the_accuracy_benchmark_with_extra_arsam_labels(tmp_
     rows = json.loads(out.read_text())["results"]
     assert [r["optimizer"] for r in rows] == ["SGD", "avg0.5"]
     assert rows[1]["steps"] == 2 and rows[1]["runs"][0]["sam_gradients"] == 2  # start_iter 2
+
+
+def piece(noise, rows):
+    """An ``arsam-bench accuracy`` JSON of one noise level: rows (method, accuracies, speed)."""
+    config = dict(dataset="digits", seeds=2, noises=[noise], optimizers=[r[0] for r in rows])
+    return dict(benchmark="accuracy", config=config, machine={}, results=[
+        dict(optimizer=name, noise=noise, accuracy_mean=sum(accs) / 2, speed_vs_sam=speed,
+             runs=[dict(accuracy=a) for a in accs]) for name, accs, speed in rows])
+
+
+def merge_script(tmp_path, *args, pieces):
+    paths = []
+    for k, p in enumerate(pieces):
+        paths.append(tmp_path / f"piece{k}.json")
+        paths[-1].write_text(json.dumps(p))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    out = tmp_path / "merged.json"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "merge_accuracy.py"),
+                           *args, str(out), *map(str, paths)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    return proc, out
+
+
+def test_merge_accuracy_keeps_sam_once_recomputes_the_gain_and_excludes_labels(tmp_path):
+    """SAM in both pieces is kept once; the gain kept is over the merged rows of its noise; an
+    excluded label is left out of the rows and the config."""
+    a = piece(0.4, [("SGD", [60.0, 62.0], 2.0), ("SAM", [70.0, 72.0], 1.0),
+                    ("rr0.12", [75.0, 75.0], 1.7)])
+    b = piece(0.4, [("SAM", [70.0, 72.0], 1.0), ("ARSAM", [68.0, 68.0], 1.8)])
+    proc, out = merge_script(tmp_path, "--exclude", "rr0.12", pieces=[a, b])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    merged = json.loads(out.read_text())
+    rows = merged["results"]
+    assert [(r["optimizer"], r["gain_kept"]) for r in rows] == [
+        ("SGD", 0.0), ("SAM", 1.0), ("ARSAM", 0.7)]  # (68 - 61) / (71 - 61)
+    assert merged["config"]["optimizers"] == ["SGD", "SAM", "ARSAM"]
+    assert [r["speed_vs_sam"] for r in rows] == [2.0, 1.0, 1.8]  # each from its own piece
+
+
+def test_merge_accuracy_refuses_pieces_whose_shared_method_differs(tmp_path):
+    a = piece(0.4, [("SGD", [60.0, 62.0], 2.0), ("SAM", [70.0, 72.0], 1.0)])
+    b = piece(0.4, [("SAM", [70.0, 71.0], 1.0)])
+    proc, _ = merge_script(tmp_path, pieces=[a, b])
+    assert proc.returncode != 0
+    assert "('SAM', 0.4) differs between pieces: [70.0, 72.0] against [70.0, 71.0]" in proc.stderr

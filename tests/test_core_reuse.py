@@ -456,10 +456,11 @@ def test_matched_reuse_adds_the_stored_psf_whole(monkeypatch):
 @pytest.mark.parametrize("average", [0.5, 0.25, 1.0])
 def test_matched_stores_an_average_of_the_sampled_psfs(monkeypatch, average):
     """At a sample the stored PSF becomes stored + average·(fresh - stored) (1: replaced, as
-    Eq. 17), after D was measured against the stored one; reuse steps add it whole."""
+    Eq. 17), after D was measured against the stored one; reuse steps add it whole. A fixed
+    weight: reuse_ratio=None."""
     problem = Problem()
     opt = reuse_opt(problem, schedule="matched", start_iter=2, average=average, kappa=0.1,
-                    smooth=1.0, min_rate=0.001, max_rate=1.0)
+                    smooth=1.0, min_rate=0.001, max_rate=1.0, reuse_ratio=None)
     psfs = []
     for _ in range(2):
         at = problem.at()
@@ -481,11 +482,77 @@ def test_matched_stores_an_average_of_the_sampled_psfs(monkeypatch, average):
 
 def test_matched_defaults_and_the_other_schedules_replace_the_psf():
     s = MatchedSchedule()
-    assert (s.kappa, s.min_rate, s.max_rate, s.smooth, s.average) == (1.5, 0.05, 0.5, 0.2, 0.1)
+    assert (s.kappa, s.min_rate, s.max_rate, s.smooth, s.average, s.reuse_ratio) == (
+        1.5, 0.05, 0.5, 0.2, 0.1, 0.1)
     s.observe(Sample(0.1, 10.0, dot=0.01, stored_sq=0.01))  # D = 0: the floor
     assert s.rate == 0.05
     assert decisions(s, 40, seed=None) == ([False] * 19 + [True]) * 2  # a PSF is <= 20 steps old
     assert VSAMSchedule().average == FixedSchedule().average == 1.0
+
+
+def test_matched_average_follows_the_reuse_ratio():
+    """a = 2q/(1+q), q = (c²σ̄² - M)/(P - M), clipped to [average, 1]; M, P, σ̄² averaged with
+    weight 0.5 (smooth) from the first sample with a stored PSF; c = 0.5."""
+    s = MatchedSchedule(smooth=0.5, average=0.1, reuse_ratio=0.5)
+    s.observe(Sample(1.0, 2.0))  # nothing stored: not measured, σ̄² = 4
+    assert (s.average, s.dot_mean, s.psf_sq_mean) == (0.1, None, None)
+    s.observe(Sample(2.0, 4.0, dot=1.0, stored_sq=1.0))  # σ̄² = 10, M = 1, P = 4
+    assert (s.dot_mean, s.psf_sq_mean) == (1.0, 4.0)
+    assert s.average == pytest.approx(2 / 3, rel=1e-12)  # q = (2.5 - 1)/(4 - 1) = 0.5
+    s.observe(Sample(1.0, 4.0, dot=-1.0, stored_sq=1.0))  # σ̄² = 13, M = 0, P = 2.5
+    assert (s.dot_mean, s.psf_sq_mean, s.average) == (0.0, 2.5, 1.0)  # q = 1.3: a = 1.13, clipped
+    s.observe(Sample(3.0, 0.0, dot=5.0, stored_sq=1.0))  # σ̄² = 6.5, M = 2.5, P = 5.75
+    assert s.average == 0.1  # c²σ̄² = 1.625 < M: q = 0, the least weight
+    s.observe(Sample(1.0, 0.0, dot=6.0, stored_sq=1.0))  # M = 4.25 >= P = 3.375: no batch part
+    assert s.average == 1.0
+    fixed = MatchedSchedule(average=0.3, reuse_ratio=None)
+    fixed.observe(Sample(1.0, 2.0))
+    fixed.observe(Sample(2.0, 4.0, dot=1.0, stored_sq=1.0))
+    assert (fixed.average, fixed.dot_mean) == (0.3, None)
+
+
+def test_matched_stores_the_average_of_the_weight_it_measured():
+    """Three warm-up samples on three batches: the second and third PSF are blended with the
+    weight the reuse ratio gives from that sample's <PSF, S>, ‖PSF‖² and ‖g_SGD‖² (smooth = 1:
+    the last ones)."""
+    problem = Problem()
+    c, floor = 0.07, 0.05
+    opt = reuse_opt(problem, schedule="matched", start_iter=3, smooth=1.0, average=floor,
+                    reuse_ratio=c)
+    stored, weights, data = None, [], (problem.x, problem.y, problem.z)
+    for batch in ([0, 1, 2], [3, 4, 5], [5, 6, 7]):
+        problem.x, problem.y, problem.z = (t[batch] for t in data)
+        at = problem.at()
+        opt.step(problem.closure)
+        g = problem.grad(at)
+        psf = add(sam_grad(problem, at, 0.1), g, -1.0)
+        if stored is None:
+            stored = psf
+            continue
+        m = max((flat(psf) @ flat(stored)).item(), 0.0)
+        q = max((c ** 2 * (flat(g) ** 2).sum().item() - m) / ((flat(psf) ** 2).sum().item() - m),
+                0.0)
+        weights.append(min(max(2 * q / (1 + q), floor), 1.0))
+        stored = add(stored, add(psf, stored, -1.0), weights[-1])
+        assert opt.schedule.average == pytest.approx(weights[-1], rel=1e-9)
+    assert all(floor < a < 1 for a in weights)  # the formula, not a bound, set both
+    for p, e in zip((problem.w, problem.b, problem.v), stored):
+        torch.testing.assert_close(opt.state[p]["psf"], e, **TIGHT)
+
+
+def test_matched_state_keeps_the_weight_and_loads_a_state_saved_before_it():
+    s = MatchedSchedule(smooth=0.5, reuse_ratio=0.5)
+    s.observe(Sample(1.0, 2.0))
+    s.observe(Sample(2.0, 4.0, dot=1.0, stored_sq=1.0))
+    restored = MatchedSchedule(smooth=0.5, reuse_ratio=0.5)
+    restored.load_state_dict(s.state_dict())
+    assert restored.state_dict() == s.state_dict() and restored.average == s.average != 0.1
+    old = {k: v for k, v in s.state_dict().items()
+           if k not in ("average", "dot_mean", "psf_sq_mean")}
+    before = MatchedSchedule(smooth=0.5, reuse_ratio=0.5)
+    before.load_state_dict(old)
+    assert (before.average, before.dot_mean, before.psf_sq_mean) == (0.1, None, None)
+    assert before.d_mean == s.d_mean
 
 
 # --------------------------------------------------------------------------- schedule=

@@ -151,6 +151,8 @@ def params():
     (arsam.ARSAM, dict(schedule="matched", kappa=0), r"kappa must be a number > 0, got 0"),
     (arsam.ARSAM, dict(schedule="matched", smooth=1.5), r"smooth must be in \(0, 1\], got 1.5"),
     (arsam.ARSAM, dict(schedule="matched", average=0), r"average must be in \(0, 1\], got 0"),
+    (arsam.ARSAM, dict(schedule="matched", reuse_ratio=0),
+     "reuse_ratio must be None or a number > 0, got 0"),
     (arsam.ARSAM, dict(gamma=1.1), r"gamma must be in \[0, 1\], got 1.1"),
     (arsam.ARSAM, dict(schedule="vsam", alpha=-1), r"alpha must be a number >= 0, got -1"),
     (arsam.ARSAM, dict(schedule="vsam", window=1), r"window must be an int >= 2, got 1"),

@@ -29,9 +29,12 @@ METHODS = {
     "ARSAM-vsam": ("ARSAM", dict(schedule="vsam")),
     "ARSAM-matched": ("ARSAM", dict(schedule="matched")),
     "ARSAM-fixed": ("ARSAM", dict(schedule="fixed")),
-    # 'matched' as it was before issue 16 (docs/arsam.md), and with only its floor raised
-    "ARSAM-matched-v1": ("ARSAM", dict(schedule="matched", min_rate=0.02, average=1.0)),
-    "ARSAM-matched-min0.05": ("ARSAM", dict(schedule="matched", average=1.0)),
+    # 'matched' as it was before issue 16 (docs/arsam.md), with only its floor raised, and with
+    # a fixed average (the default before reuse_ratio)
+    "ARSAM-matched-v1": ("ARSAM", dict(schedule="matched", min_rate=0.02, average=1.0,
+                                       reuse_ratio=None)),
+    "ARSAM-matched-min0.05": ("ARSAM", dict(schedule="matched", average=1.0, reuse_ratio=None)),
+    "ARSAM-matched-avg0.1": ("ARSAM", dict(schedule="matched", reuse_ratio=None)),
 }
 #: compared by default, in this order
 OPTIMIZERS = ("SGD", "SAM", "ESAM", "KSAM", "PeriodicSAM-5", "LookSAM-5", "MSAM", "ARSAM-vsam",
