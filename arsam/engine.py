@@ -23,6 +23,8 @@ Gradient accumulation: ``accumulate(closure)`` per micro-batch, then ``step()``
 """
 import contextlib
 import math
+import os
+import sys
 from typing import Any, Dict, Iterator, Optional, Sequence
 
 import torch
@@ -46,6 +48,20 @@ def check_arg(name, value, ok, accepted):
 def is_number(value):
     """An int or float that is not a bool."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+#: frames a warning should not name: arsam's own and torch's optimizer wrappers
+_INTERNAL = tuple(os.path.dirname(os.path.abspath(f)) + os.sep
+                  for f in (__file__, torch.optim.__file__))
+
+
+def caller_stacklevel() -> int:
+    """``warnings.warn``'s stacklevel, from the function calling this, that names the first frame
+    outside arsam and torch.optim: the user's call of ``step()`` (or an integration's)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def check_fraction_or_count(name, value):

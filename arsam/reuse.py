@@ -16,7 +16,8 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import torch
 
 from ._types import BaseOptimizer, Closure, Params
-from .engine import SharpnessAwareOptimizer, add_grads, check_arg, is_number
+from .engine import (SharpnessAwareOptimizer, add_grads, caller_stacklevel, check_arg,
+                     is_number)
 from .schedules import SCHEDULES, Sample, Schedule
 
 
@@ -190,7 +191,7 @@ class ARSAM(SharpnessAwareOptimizer):
                         f"ARSAM: the default warm-up of {OFFICIAL_WARMUP_EPOCHS} epochs ({steps} "
                         f"steps of {self.steps_per_epoch}) is more than {WARMUP_SHARE:.0%} of "
                         f"the run (total_steps={self.total_steps}): cut to {cut} steps; set "
-                        "warmup_epochs or start_iter to choose", stacklevel=3)
+                        "warmup_epochs or start_iter to choose", stacklevel=caller_stacklevel())
                 steps = cut
             return steps
         if not self.warmup_epochs:

@@ -155,12 +155,14 @@ def test_the_default_warm_up_is_three_epochs():
 
 
 def test_the_default_warm_up_is_cut_to_a_tenth_of_a_shorter_run_with_one_warning():
+    """Once, at the first step; the warning names the line that called step()."""
     problem = Problem()
     opt = arsam.ARSAM(problem.parameters(), torch.optim.SGD, rho=0.1, lr=0.1, model=problem,
                       steps_per_epoch=4, total_steps=12)
     with pytest.warns(UserWarning, match=r"ARSAM: the default warm-up of 3 epochs \(12 steps of "
-                      r"4\) is more than 10% of the run \(total_steps=12\): cut to 1 steps"):
+                      r"4\) is more than 10% of the run \(total_steps=12\): cut to 1 steps") as w:
         opt.step(problem.closure)
+    assert w[0].filename == __file__  # names the caller's step(), not arsam's code
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for _ in range(3):
