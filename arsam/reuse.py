@@ -129,7 +129,8 @@ class ARSAM(SharpnessAwareOptimizer):
         if not warmup:
             self.schedule.advance(sampled)
         self.stats.update(sampled=sampled, psf_norm=self.psf_norm,
-                          sampling_rate=1.0 if warmup else self.schedule.rate)
+                          sampling_rate=1.0 if warmup else self.schedule.rate,
+                          psf_average=self.schedule.average)
         self._replays = []
 
     def _discard_step(self) -> None:

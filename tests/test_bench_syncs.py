@@ -99,3 +99,29 @@ def test_merge_accuracy_refuses_pieces_whose_shared_method_differs(tmp_path):
     proc, _ = merge_script(tmp_path, pieces=[a, b])
     assert proc.returncode != 0
     assert "('SAM', 0.4) differs between pieces: [70.0, 72.0] against [70.0, 71.0]" in proc.stderr
+
+
+def test_arsam_variants_records_what_matched_observes(tmp_path):
+    """--samples: one run per 'matched' optimizer, one record per SAM gradient (the warm-up's
+    two flagged), the weight never below ``average``; the printed medians are the records'."""
+    out, samples = tmp_path / "acc.json", tmp_path / "samples.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "arsam_variants.py"), "--samples",
+         str(samples), 'm={"start_iter": 2, "min_rate": 0.5, "max_rate": 1.0}', "--",
+         "--dataset", "digits", "--seeds", "1", "--noise", "0.4", "--epochs", "2",
+         "--train-subset", "64", "--batch-size", "16", "--optimizers", "SGD,m", "--json",
+         str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [run] = json.loads(samples.read_text())
+    rows = json.loads(out.read_text())["results"]
+    assert run["method"] == "m" and len(run["samples"]) == rows[1]["runs"][0]["sam_gradients"]
+    flags = [s["after_warmup"] for s in run["samples"]]
+    assert flags[:2] == [False, False] and all(flags[2:]) and len(flags) > 2
+    assert all(0.1 <= s["average"] <= 1.0 for s in run["samples"])
+    after = [s for s in run["samples"] if s["after_warmup"]]
+    r = sorted(s["psf_norm"] / s["sgd_norm"] for s in after)
+    median_r = r[len(r) // 2] if len(r) % 2 else (r[len(r) // 2 - 1] + r[len(r) // 2]) / 2
+    line = proc.stdout.strip().splitlines()[-1].split()
+    assert line[:2] == ["m", "(0)"] and line[3] == f"{median_r:.3f}"

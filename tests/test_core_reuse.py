@@ -537,6 +537,7 @@ def test_matched_stores_the_average_of_the_weight_it_measured():
         weights.append(min(max(2 * q / (1 + q), floor), 1.0))
         stored = add(stored, add(psf, stored, -1.0), weights[-1])
         assert opt.schedule.average == pytest.approx(weights[-1], rel=1e-9)
+        assert opt.stats["psf_average"] == opt.schedule.average  # logged by the wrappers
     assert all(floor < a < 1 for a in weights)  # the formula, not a bound, set both
     for p, e in zip((problem.w, problem.b, problem.v), stored):
         torch.testing.assert_close(opt.state[p]["psf"], e, **TIGHT)
