@@ -50,6 +50,11 @@ def mean_change_rate(values: Sequence[float]) -> float:
     return sum(rates) / len(rates) if rates else 0.0
 
 
+def ema(mean: Optional[float], value: float, weight: float) -> float:
+    """An exponential moving average's update: ``value`` first, then mean + weight·(value - mean)."""
+    return value if mean is None else mean + weight * (value - mean)
+
+
 class Sample(NamedTuple):
     """What the optimizer measures at a sampled step, on the schedule's tensors (reuse.py):
     ``psf_norm``, ``sgd_norm``: ‖PSF‖ and ‖g_SGD‖ of this step (Eq. 11); ``dot``, ``stored_sq``:
@@ -295,12 +300,8 @@ class MatchedSchedule(EvenSpacing, DecayedReuse, Schedule):
         d = sample.psf_norm ** 2 + sample.stored_sq - 2.0 * sample.dot
         if not sample.stored_sq:
             d = 2.0 * sample.psf_norm ** 2  # nothing stored yet: as if uncorrelated
-        sgd_sq = sample.sgd_norm ** 2
-        if self.d_mean is None:
-            self.d_mean, self.sgd_sq_mean = d, sgd_sq
-        else:
-            self.d_mean += self.smooth * (d - self.d_mean)
-            self.sgd_sq_mean += self.smooth * (sgd_sq - self.sgd_sq_mean)
+        self.d_mean = ema(self.d_mean, d, self.smooth)
+        self.sgd_sq_mean = ema(self.sgd_sq_mean, sample.sgd_norm ** 2, self.smooth)
         p = self.d_mean / (2.0 * self.kappa ** 2 * self.sgd_sq_mean) if self.sgd_sq_mean else 1.0
         self.p = min(max(p, self.min_rate), self.max_rate)
         if self.reuse_ratio is not None and sample.stored_sq:
@@ -308,12 +309,8 @@ class MatchedSchedule(EvenSpacing, DecayedReuse, Schedule):
 
     def _set_average(self, sample: Sample) -> None:
         """a from c: ‖m‖² + a/(2-a)·N = c²σ² (see the class docstring)."""
-        psf_sq = sample.psf_norm ** 2
-        if self.dot_mean is None:
-            self.dot_mean, self.psf_sq_mean = sample.dot, psf_sq
-        else:
-            self.dot_mean += self.smooth * (sample.dot - self.dot_mean)
-            self.psf_sq_mean += self.smooth * (psf_sq - self.psf_sq_mean)
+        self.dot_mean = ema(self.dot_mean, sample.dot, self.smooth)
+        self.psf_sq_mean = ema(self.psf_sq_mean, sample.psf_norm ** 2, self.smooth)
         m = max(self.dot_mean, 0.0)
         target, noise = self.reuse_ratio ** 2 * self.sgd_sq_mean - m, self.psf_sq_mean - m
         if noise > 0:

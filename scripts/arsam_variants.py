@@ -15,7 +15,7 @@ import statistics
 import sys
 
 from arsam.bench import accuracy, common, main
-from arsam.schedules import MatchedSchedule
+from arsam.schedules import MatchedSchedule, ema
 
 
 def record_samples(runs):
@@ -49,11 +49,8 @@ def summary(run):
     for s in run["samples"]:
         if not s["stored_sq"]:
             continue
-        if dot is None:
-            dot, psf_sq = s["dot"], s["psf_norm"] ** 2
-        else:
-            dot += run["smooth"] * (s["dot"] - dot)
-            psf_sq += run["smooth"] * (s["psf_norm"] ** 2 - psf_sq)
+        dot = ema(dot, s["dot"], run["smooth"])
+        psf_sq = ema(psf_sq, s["psf_norm"] ** 2, run["smooth"])
         if s["after_warmup"] and s["sgd_norm"]:
             rows.append((dot / psf_sq, s["psf_norm"] / s["sgd_norm"],
                          s["stored_sq"] ** 0.5 / s["sgd_norm"], s["average"]))

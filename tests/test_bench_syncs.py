@@ -6,14 +6,18 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "scripts", "step_syncs.py")
+
+
+def script(name, *args):
+    """Run scripts/<name> with arsam importable, one thread."""
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", name), *args], env=env,
+                          capture_output=True, text=True, timeout=300)
 
 
 def run(*args):
-    env = dict(os.environ, OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, SCRIPT, "--device", "cpu", *args], env=env,
-                          capture_output=True, text=True, timeout=300)
+    return script("step_syncs.py", "--device", "cpu", *args)
 
 
 def test_step_syncs_measures_every_optimizer_under_each_amp_mode(tmp_path):
@@ -42,14 +46,10 @@ def test_arsam_variants_runs_the_accuracy_benchmark_with_extra_arsam_labels(tmp_
     """scripts/arsam_variants.py (docs/arsam.md's ablations): a label given as JSON arguments
     runs as ARSAM with them."""
     out = tmp_path / "acc.json"
-    env = dict(os.environ, OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "scripts", "arsam_variants.py"),
-         'avg0.5={"average": 0.5, "start_iter": 2}', "--", "--dataset", "digits", "--seeds", "1",
-         "--noise", "0.4", "--epochs", "1", "--train-subset", "64", "--batch-size", "32",
-         "--optimizers",
-         "SGD,avg0.5", "--json", str(out)], env=env, capture_output=True, text=True, timeout=300)
+    proc = script(
+        "arsam_variants.py", 'avg0.5={"average": 0.5, "start_iter": 2}', "--", "--dataset",
+        "digits", "--seeds", "1", "--noise", "0.4", "--epochs", "1", "--train-subset", "64",
+        "--batch-size", "32", "--optimizers", "SGD,avg0.5", "--json", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(out.read_text())["results"]
     assert [r["optimizer"] for r in rows] == ["SGD", "avg0.5"]
@@ -69,12 +69,8 @@ def merge_script(tmp_path, *args, pieces):
     for k, p in enumerate(pieces):
         paths.append(tmp_path / f"piece{k}.json")
         paths[-1].write_text(json.dumps(p))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
     out = tmp_path / "merged.json"
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "merge_accuracy.py"),
-                           *args, str(out), *map(str, paths)], env=env, capture_output=True,
-                          text=True, timeout=300)
-    return proc, out
+    return script("merge_accuracy.py", *args, str(out), *map(str, paths)), out
 
 
 def test_merge_accuracy_keeps_sam_once_recomputes_the_gain_and_excludes_labels(tmp_path):
@@ -105,14 +101,11 @@ def test_arsam_variants_records_what_matched_observes(tmp_path):
     """--samples: one run per 'matched' optimizer, one record per SAM gradient (the warm-up's
     two flagged), the weight never below ``average``; the printed medians are the records'."""
     out, samples = tmp_path / "acc.json", tmp_path / "samples.json"
-    env = dict(os.environ, OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "scripts", "arsam_variants.py"), "--samples",
-         str(samples), 'm={"start_iter": 2, "min_rate": 0.5, "max_rate": 1.0}', "--",
-         "--dataset", "digits", "--seeds", "1", "--noise", "0.4", "--epochs", "2",
-         "--train-subset", "64", "--batch-size", "16", "--optimizers", "SGD,m", "--json",
-         str(out)], env=env, capture_output=True, text=True, timeout=300)
+    proc = script(
+        "arsam_variants.py", "--samples", str(samples),
+        'm={"start_iter": 2, "min_rate": 0.5, "max_rate": 1.0}', "--", "--dataset", "digits",
+        "--seeds", "1", "--noise", "0.4", "--epochs", "2", "--train-subset", "64",
+        "--batch-size", "16", "--optimizers", "SGD,m", "--json", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     [run] = json.loads(samples.read_text())
     rows = json.loads(out.read_text())["results"]
